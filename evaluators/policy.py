@@ -1,0 +1,75 @@
+"""Verification and timing policies, and the request the evaluator pipeline takes.
+
+Defaults follow the project's verification policy; every field is recorded in each result so that a verdict can be
+reproduced. Policies are frozen: they are built once at an entry point and passed down.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Literal
+
+PROBES = ("scaled_normal", "large_magnitude", "negative", "mixed_sign")
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyPolicy:
+    trials: int = 5                      # fresh-seed sample trials
+    probes: tuple[str, ...] = PROBES     # domain probes, each one trial on a wider distribution
+    atol_fp32: float = 1e-4
+    rtol_fp32: float = 1e-4
+    atol_half: float = 1e-2              # bf16 and fp16
+    rtol_half: float = 1e-2
+    timed_checks: int = 3                # randomly chosen timed calls whose outputs are checked too
+    static: Literal["reject", "warn"] = "reject"
+    timeout_s: float = 300.0             # wall clock for the whole child, compile included
+    memory_mb: int = 8192                # resident memory of the child's process tree
+    max_processes: int = 8               # processes in the child's tree
+    max_file_mb: int = 1024              # largest file the child may write
+    seed: int | None = None              # None draws a fresh seed per evaluation
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingPolicy:
+    warmup: int = 3                      # untimed calls before timing
+    min_samples: int = 10
+    max_samples: int = 2000
+    ci_target: float = 0.02              # relative half-width of the 95% CI of the median
+    time_cap_s: float = 10.0             # per measured subject
+    flush_cache: bool = True             # flush L2 on CUDA / LLC on CPU before each timed call
+    launch_overhead_us: float = 20.0     # warn when a baseline call is shorter than this on a GPU
+    baselines: tuple[str, ...] = ("eager", "compile")
+    rounds: int = 2                      # candidate/baseline sandwiches: base, cand, base, cand, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalRequest:
+    """One candidate, one problem, one device. ``mode`` is ``verify`` (correctness only) or ``bench`` (and timing)."""
+
+    problem_path: str
+    candidate_source: str
+    device: str = "cpu"
+    mode: Literal["verify", "bench"] = "bench"
+    scale: str = "default"               # a key of the problem's SCALES, or "default"
+    verify: VerifyPolicy = VerifyPolicy()
+    timing: TimingPolicy = TimingPolicy()
+    cache_dir: str | None = None         # build and baseline caches; None uses ~/.cache/kernelswarm
+
+    @property
+    def candidate_id(self) -> str:
+        return candidate_hash(self.candidate_source)
+
+
+def candidate_hash(source: str, params: dict[str, Any] | None = None) -> str:
+    """Content hash of a candidate genome: its source and its parameters."""
+    import json
+    h = hashlib.sha256(source.encode())
+    if params:
+        h.update(json.dumps(params, sort_keys=True).encode())
+    return h.hexdigest()[:16]
