@@ -1,0 +1,83 @@
+from pathlib import Path
+
+from evaluators.policy import TimingPolicy, VerifyPolicy
+from search.config import CampaignConfig, load_config
+
+
+def test_minimal_campaign_loads_with_defaults(campaign_file: Path) -> None:
+    c = load_config(campaign_file)
+    assert isinstance(c, CampaignConfig)
+    assert c.campaign.name == "t" and c.campaign.seed == 1
+    assert c.budget.max_evaluations == 20 and c.budget.max_minutes == 5.0
+    assert c.budget.max_tokens is None
+    assert [t.hardware for t in c.targets] == ["cpu"] and c.targets[0].wait_s == 0.0
+    assert c.proposers[0].kind == "rewrites" and c.proposers[0].name == "rewrites"
+    assert c.verify == VerifyPolicy() and c.timing == TimingPolicy()
+
+
+def test_paths_are_resolved_against_the_campaign_file_not_the_cwd(campaign_file: Path, monkeypatch) -> None:
+    monkeypatch.chdir("/")
+    c = load_config(campaign_file)
+    root = campaign_file.parent
+    assert c.campaign.out == root / "runs" / "t"
+    assert c.problem_files == (root / "problems/level1/1_add.py", root / "problems/level1/2_mul.py")
+
+
+def test_out_argument_overrides_campaign_out(campaign_file: Path, tmp_path: Path) -> None:
+    assert load_config(campaign_file, out=tmp_path / "elsewhere").campaign.out == tmp_path / "elsewhere"
+
+
+def test_absolute_problem_paths_are_accepted(campaign_file: Path) -> None:
+    target = campaign_file.parent / "problems/level2/3_fused.py"
+    text = campaign_file.read_text().replace('"problems/level1/*.py"', f'"{target}"')
+    campaign_file.write_text(text)
+    assert load_config(campaign_file).problem_files == (target,)
+
+
+def test_levels_filter_a_glob_by_parent_folder(campaign_file: Path) -> None:
+    text = campaign_file.read_text().replace('"problems/level1/*.py"', '"problems/*/*.py"\nlevels = [2]')
+    campaign_file.write_text(text)
+    c = load_config(campaign_file)
+    assert [f.name for f in c.problem_files] == ["3_fused.py"]
+    assert c.problems[0].levels == ("level2",)
+
+
+def test_policy_tables_override_fields_by_name(campaign_file: Path) -> None:
+    campaign_file.write_text(campaign_file.read_text() + """
+[verify]
+trials = 2
+probes = ["negative"]
+static = "warn"
+atol_fp32 = 1
+
+[timing]
+baselines = ["eager"]
+flush_cache = false
+
+[evolution]
+parents = 2
+""")
+    c = load_config(campaign_file)
+    assert c.verify.trials == 2 and c.verify.probes == ("negative",) and c.verify.static == "warn"
+    assert c.verify.atol_fp32 == 1.0 and isinstance(c.verify.atol_fp32, float)
+    assert c.timing.baselines == ("eager",) and c.timing.flush_cache is False
+    assert c.evolution.parents == 2
+
+
+def test_proposer_options_hold_kind_specific_keys(campaign_file: Path) -> None:
+    (campaign_file.parent / "hand").mkdir()
+    campaign_file.write_text(campaign_file.read_text() + """
+[[proposers]]
+kind = "files"
+dir = "hand"
+per_generation = 3
+
+[[proposers]]
+kind = "llm"
+name = "claude"
+model = "some-model"
+""")
+    c = load_config(campaign_file)
+    files, llm = c.proposers[1], c.proposers[2]
+    assert files.options == {"dir": campaign_file.parent / "hand"} and files.per_generation == 3
+    assert llm.name == "claude" and llm.options == {"model": "some-model"}
