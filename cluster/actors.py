@@ -1,0 +1,141 @@
+"""Ray shells around the evaluator functions: one ``EvaluatorActor`` per device, and CPU tasks for cheap checks.
+
+The functions themselves (``evaluators.pipeline.evaluate``, ``evaluators.pipeline.precheck``) know nothing of Ray.
+They are given as an import path ("package.module:function" or "package.module.function") or as a callable, so
+tests and benchmarks inject a null or sleeping evaluator and campaigns the real one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import logging
+import os
+import platform
+import socket
+from typing import Any, Callable, Union
+
+import ray
+
+from cluster import hardware
+from evaluators.policy import EvalRequest
+from evaluators.result import EvalResult
+
+logger = logging.getLogger(__name__)
+
+EvaluateFn = Callable[[EvalRequest], EvalResult]
+PrecheckFn = Callable[[EvalRequest], Union[EvalResult, None]]
+FunctionRef = Union[str, Callable[..., Any]]
+
+
+def resolve(fn: FunctionRef) -> Callable[..., Any]:
+    """A callable from an import path ("pkg.mod:fn" or "pkg.mod.fn"), or the callable itself."""
+    if callable(fn):
+        return fn
+    if not isinstance(fn, str) or not fn:
+        raise TypeError(f"expected an import path or a callable, got {fn!r}")
+    module, sep, name = fn.partition(":")
+    if not sep:
+        module, _, name = fn.rpartition(".")
+    if not module or not name:
+        raise ValueError(f"not an import path: {fn!r} (expected 'package.module:function')")
+    try:
+        target = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {fn!r}: {exc}") from exc
+    if not callable(target):
+        raise ValueError(f"{fn!r} is not callable")
+    return target
+
+
+def actor_options(hw_class: str) -> dict[str, Any]:
+    """Ray options that pin an evaluator to one device of ``hw_class``.
+
+    The ``hw:`` unit makes timing exclusive per device. A CUDA evaluator also takes the GPU (Ray then sets
+    CUDA_VISIBLE_DEVICES to it). A CPU evaluator reserves one CPU so that Ray schedules no cheap check beside it;
+    other classes take no CPU, their work is on the device.
+    """
+    opts: dict[str, Any] = {"resources": {hardware.resource_name(hw_class): 1}, "max_concurrency": 1,
+                            "max_restarts": 0, "max_task_retries": 0, "num_cpus": 1 if hw_class == "cpu" else 0}
+    if hardware.is_cuda_class(hw_class):
+        opts["num_gpus"] = 1
+    return opts
+
+
+def _device_name(hw_class: str) -> tuple[str, dict[str, Any]]:
+    """The device's name and torch/CUDA versions, importing torch only for a GPU class."""
+    versions: dict[str, Any] = {"python": platform.python_version()}
+    try:
+        versions["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        versions["torch"] = None
+    if hardware.is_cuda_class(hw_class):
+        import torch
+        versions["cuda"] = torch.version.cuda
+        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unavailable"
+        if torch.cuda.is_available():
+            versions["driver"] = _nvidia_driver()
+        return name, versions
+    if hardware.is_apple_class(hw_class):
+        cpu = hardware.probe_cpu()
+        return cpu.model, versions
+    return hardware.probe_cpu().model, versions
+
+
+def _nvidia_driver() -> str | None:
+    text = hardware._run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    return text.strip().splitlines()[0] if text else None
+
+
+class EvaluatorActor:
+    """One device's evaluator: a thin shell over an evaluate function. Create with ``spawn_evaluator``."""
+
+    def __init__(self, hw_class: str, evaluate: FunctionRef):
+        self._hw_class = hw_class
+        self._evaluate: EvaluateFn = resolve(evaluate)
+        self._fingerprint: dict[str, Any] | None = None
+
+    def ready(self) -> dict[str, Any]:
+        """Cheap liveness answer: where this actor runs."""
+        ctx = ray.get_runtime_context()
+        return {"hardware": self._hw_class, "node_id": ctx.get_node_id(), "actor_id": ctx.get_actor_id(),
+                "hostname": socket.gethostname(), "pid": os.getpid()}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Class, node, host, device name and versions; computed once."""
+        if self._fingerprint is None:
+            name, versions = _device_name(self._hw_class)
+            self._fingerprint = {**self.ready(), "device_name": name, **versions}
+        return dict(self._fingerprint)
+
+    def evaluate(self, req: EvalRequest) -> EvalResult:
+        """Evaluate one request; the result's provenance gains ``cluster``: this actor's fingerprint."""
+        result = self._evaluate(req)
+        prov = {**result.provenance, "cluster": self.fingerprint()}
+        return dataclasses.replace(result, provenance=prov)
+
+
+RemoteEvaluator = ray.remote(EvaluatorActor)
+
+
+def spawn_evaluator(hw_class: str, evaluate: FunctionRef, node_id: str | None = None) -> "ray.actor.ActorHandle":
+    """Start an evaluator pinned to one device of ``hw_class`` (and to ``node_id`` when given, strictly)."""
+    opts = actor_options(hw_class)
+    if node_id is not None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+    return RemoteEvaluator.options(**opts).remote(hw_class, evaluate)
+
+
+def _precheck(precheck: FunctionRef, req: EvalRequest) -> EvalResult | None:
+    return resolve(precheck)(req)
+
+
+# Ray's own retries are off: the dispatcher counts attempts itself so that a lost key is retried a bounded number
+# of times whatever lost it.
+precheck_task = ray.remote(max_retries=0)(_precheck)
+
+
+def spawn_precheck(precheck: FunctionRef, req: EvalRequest, num_cpus: float = 1.0) -> "ray.ObjectRef":
+    """Run the cheap checks for ``req`` on any CPU of the cluster. ``None`` as the result means passed."""
+    return precheck_task.options(num_cpus=num_cpus).remote(precheck, req)

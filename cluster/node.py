@@ -1,0 +1,121 @@
+"""``kswarm node start``: ``ray start`` with this node's hardware classes as custom resources.
+
+``node_start_command`` is pure: it builds the argument list from what it is given. ``node_start`` detects the
+hardware and runs it. ``node_start_cli`` is the CLI's entry and the only function here that writes to the terminal.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from cluster import hardware
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DASHBOARD_HOST = "127.0.0.1"
+DEFAULT_DASHBOARD_PORT = 8265
+
+
+def ray_executable() -> str:
+    """The ``ray`` script of the running interpreter's environment, else the one on PATH."""
+    beside = Path(sys.executable).parent / "ray"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("ray") or "ray"
+
+
+def node_start_command(
+    head: bool,
+    address: str | None,
+    resources: Mapping[str, float],
+    num_gpus: int = 0,
+    temp_dir: str | None = None,
+    port: int | None = None,
+    num_cpus: int | None = None,
+    dashboard_host: str = DEFAULT_DASHBOARD_HOST,
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT,
+    extra: Sequence[str] = (),
+    ray: str = "ray",
+) -> list[str]:
+    """The ``ray start`` argument list for a head (``head=True``) or for a node joining ``address``.
+
+    ``resources`` are the ``hw:<class>`` units (see ``hardware.hardware_resources``); ``port`` is the head's GCS
+    port; the dashboard (and so the job API) options apply to a head only. ``extra`` is appended as given, for Ray's
+    other options (``--object-store-memory``, ``--node-manager-port``, ...).
+    """
+    if head == (address is not None):
+        raise ValueError("give exactly one of --head or --address ADDR")
+    if port is not None and not head:
+        raise ValueError("--port is the head's port; a joining node takes the head's address instead")
+    cmd = [ray, "start"]
+    if head:
+        cmd += ["--head", "--include-dashboard=true", f"--dashboard-host={dashboard_host}",
+                f"--dashboard-port={dashboard_port}"]
+        if port is not None:
+            cmd.append(f"--port={port}")
+    else:
+        cmd.append(f"--address={address}")
+    if num_cpus is not None:
+        cmd.append(f"--num-cpus={num_cpus}")
+    cmd.append(f"--num-gpus={num_gpus}")
+    cmd.append("--resources=" + json.dumps(dict(sorted(resources.items())), separators=(", ", ": ")))
+    if temp_dir is not None:
+        cmd.append(f"--temp-dir={temp_dir}")
+    cmd.append("--disable-usage-stats")
+    cmd += list(extra)
+    return cmd
+
+
+def node_start(
+    head: bool,
+    address: str | None,
+    temp_dir: str | None = None,
+    port: int | None = None,
+    num_cpus: int | None = None,
+    dashboard_host: str = DEFAULT_DASHBOARD_HOST,
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT,
+    extra: Sequence[str] = (),
+    dry_run: bool = False,
+    devices: Sequence[hardware.Device] | None = None,
+) -> tuple[list[str], int | None]:
+    """Detect this node's devices (unless given) and run ``ray start`` for them.
+
+    Returns the command and ``ray start``'s exit code, or ``None`` for the code on a dry run, which runs nothing.
+    """
+    devices = hardware.detect_devices() if devices is None else devices
+    cmd = node_start_command(
+        head=head, address=address, resources=hardware.hardware_resources(devices),
+        num_gpus=hardware.num_cuda(devices), temp_dir=temp_dir, port=port, num_cpus=num_cpus,
+        dashboard_host=dashboard_host, dashboard_port=dashboard_port, extra=extra, ray=ray_executable())
+    if dry_run:
+        return cmd, None
+    logger.info("running %s", shlex.join(cmd))
+    return cmd, subprocess.run(cmd, check=False).returncode
+
+
+def node_start_cli(
+    head: bool = False,
+    address: str | None = None,
+    dry_run: bool = False,
+    temp_dir: str | None = None,
+    port: int | None = None,
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT,
+    num_cpus: int | None = None,
+) -> int:
+    """``kswarm node start``: returns the exit code (2 for bad options); a dry run prints the command line."""
+    try:
+        cmd, code = node_start(head=head, address=address, temp_dir=temp_dir, port=port, num_cpus=num_cpus,
+                               dashboard_port=dashboard_port, dry_run=dry_run)
+    except ValueError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    if dry_run:
+        sys.stdout.write(shlex.join(cmd) + "\n")
+        return 0
+    return int(code or 0)
