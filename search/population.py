@@ -1,0 +1,171 @@
+"""The population: every evaluation of a campaign, deduplicated, cached in memory, with read-only views.
+
+``Population`` sits on a ``PopulationStore`` (the Parquet journal under ``DIR/population/`` by default). It keeps
+an in-memory Arrow table that grows by the new parts only, so views cost a query, not a re-read of the folder.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from search import pareto, views
+from search.journal import MemoryStore, ParquetJournal, PopulationStore
+from search.schema import (COLUMNS, SCHEMA, SCHEMA_VERSION, CandidateLike, Placement, SchemaError, conform,
+                           empty_table, eval_key, level_of, row_from_result, rows_to_table)
+
+__all__ = ["COLUMNS", "SCHEMA", "SCHEMA_VERSION", "CandidateLike", "MemoryStore", "ParquetJournal", "Placement",
+           "Population", "PopulationStore", "SchemaError", "eval_key", "level_of", "read_population",
+           "row_from_result", "rows_to_table"]
+
+log = logging.getLogger(__name__)
+
+
+class Population:
+    """All evaluations of one campaign, each ``eval_key`` once (the first row written wins).
+
+    The table it hands out is immutable; appends make a new one. Only the campaign driver appends (open it with
+    ``writer=True``); any other process opens it read-only and calls ``refresh`` to pick up new parts.
+    """
+
+    def __init__(self, store: PopulationStore):
+        self.store = store
+        self._cursor: Hashable | None = None
+        self._chunks: list[pa.Table] = []
+        self._table: pa.Table | None = empty_table()
+        self._keys: set[str] = set()
+        self._version = 0
+        self._memo: dict[str, Any] = {}
+        self.refresh()
+
+    @classmethod
+    def open(cls, campaign_dir: str | Path, *, writer: bool = False) -> "Population":
+        return cls(ParquetJournal(campaign_dir, writer=writer))
+
+    def close(self) -> None:
+        if isinstance(self.store, ParquetJournal):
+            self.store.close()
+
+    def __enter__(self) -> "Population":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def append(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> int:
+        """Write the rows whose ``eval_key`` is new as one atomic unit; returns how many were written.
+
+        A repeated ``eval_key`` is skipped with a warning: an evaluation is never recorded twice.
+        """
+        table = conform(rows if isinstance(rows, pa.Table) else rows_to_table(rows))
+        fresh = self._only_new(table)
+        if fresh.num_rows < table.num_rows:
+            log.warning("skipped %d rows whose eval_key is already in the population",
+                        table.num_rows - fresh.num_rows)
+        if fresh.num_rows:
+            self.store.append(fresh)
+            self.refresh()
+        return fresh.num_rows
+
+    def compact(self, **kwargs: Any) -> None:
+        """Merge the store's recent parts (see ``ParquetJournal.compact``); the rows do not change."""
+        self.store.compact(**kwargs)
+        self.refresh()
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Take in rows appended since the last refresh (by this or another process); returns how many."""
+        tables, self._cursor = self.store.read_new(self._cursor)
+        added = 0
+        for t in tables:
+            fresh = self._only_new(conform(t))
+            if fresh.num_rows:
+                self._add(fresh)
+                added += fresh.num_rows
+        return added
+
+    def _only_new(self, table: pa.Table) -> pa.Table:
+        table = views.dedup(table)
+        if self._keys and table.num_rows:
+            known = [k in self._keys for k in table.column("eval_key").to_pylist()]
+            if any(known):
+                table = table.filter(pc.invert(pa.array(known)))
+        return table
+
+    def _add(self, table: pa.Table) -> None:
+        self._keys.update(table.column("eval_key").to_pylist())
+        self._chunks.append(table.combine_chunks())
+        # Merge neighbours of similar size: O(log n) chunks, and each row is copied O(log n) times in all.
+        while len(self._chunks) > 1 and self._chunks[-2].num_rows <= 2 * self._chunks[-1].num_rows:
+            last = self._chunks.pop()
+            self._chunks[-1] = pa.concat_tables([self._chunks[-1], last]).combine_chunks()
+        self._table = None
+        self._version += 1
+        self._memo.clear()
+
+    @property
+    def table(self) -> pa.Table:
+        """Every evaluation once, in the order written."""
+        if self._table is None:
+            self._table = pa.concat_tables(self._chunks) if self._chunks else empty_table()
+        return self._table
+
+    @property
+    def version(self) -> int:
+        """Grows whenever rows are added; lets callers cache what they derive from the table."""
+        return self._version
+
+    def __len__(self) -> int:
+        return sum(t.num_rows for t in self._chunks)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether an ``eval_key`` (see ``schema.eval_key``) has been evaluated."""
+        return key in self._keys
+
+    def evaluated(self, problem_id: str, candidate_id: str, hardware: str) -> bool:
+        return eval_key(problem_id, candidate_id, hardware) in self._keys
+
+    # -- views (all read-only; see search.views and search.pareto) -----------------------------------------------
+
+    def _cached(self, name: str, fn: Any) -> Any:
+        if name not in self._memo:
+            self._memo[name] = fn()
+        return self._memo[name]
+
+    def best(self) -> pa.Table:
+        """The best accepted row per (problem_id, hardware)."""
+        return self._cached("best", lambda: views.best(self.table))
+
+    def top(self, problem_id: str, hardware: str, k: int = 5) -> pa.Table:
+        """The ``k`` best accepted rows of one island, best first."""
+        return views.top(views.select(self.table, problem_id=problem_id, hardware=hardware), k)
+
+    def lineage(self, candidate_id: str) -> pa.Table:
+        return views.lineage(self.table, candidate_id)
+
+    def recent_failures(self, k: int = 20, *, problem_id: str | None = None,
+                        hardware: str | None = None) -> pa.Table:
+        return views.recent_failures(self.table, k, problem_id=problem_id, hardware=hardware)
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(self._cached("status_counts", lambda: views.status_counts(self.table)))
+
+    def seen_candidate_ids(self, problem_id: str | None = None) -> frozenset[str]:
+        return self._cached(f"seen:{problem_id}",
+                            lambda: views.seen_candidate_ids(self.table, problem_id=problem_id))
+
+    def front(self, problem_id: str, hardware: str) -> pa.Table:
+        """The Pareto front of one problem on one hardware class (accepted rows only)."""
+        return pareto.front(self.table, problem_id, hardware)
+
+
+def read_population(campaign_dir: str | Path) -> pa.Table:
+    """Every evaluation under ``campaign_dir``, once each, read without taking the writer lock."""
+    return Population.open(campaign_dir).table

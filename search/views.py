@@ -1,0 +1,138 @@
+"""Read-only views of a population table, as pure functions of a ``pa.Table`` of ``SCHEMA``.
+
+They are vectorised (pyarrow.compute and numpy, never a Python loop over rows) so that they stay fast at 10^6
+rows. Each returns a new table or a small value; none changes its input.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from evaluators.result import Status
+
+ACCEPTED = Status.ACCEPTED.value
+FAILURE_COLUMNS = ("problem_id", "hardware", "candidate_id", "proposer", "generation", "status", "reason",
+                   "created_at")
+
+
+def dedup(table: pa.Table) -> pa.Table:
+    """The first row of each ``eval_key``, in the original order."""
+    keys = table.column("eval_key")
+    if table.num_rows == 0 or pc.count_distinct(keys).as_py() == table.num_rows:
+        return table
+    first = (pa.table({"k": keys, "i": pa.array(np.arange(table.num_rows))})
+             .group_by("k", use_threads=False).aggregate([("i", "min")]).column("i_min"))
+    return table.take(pa.array(np.sort(first.to_numpy())))
+
+
+def select(table: pa.Table, *, problem_id: str | None = None, hardware: str | None = None,
+           status: str | Sequence[str] | None = None) -> pa.Table:
+    """Rows matching every given filter."""
+    mask = None
+    for col, want in (("problem_id", problem_id), ("hardware", hardware), ("status", status)):
+        if want is None:
+            continue
+        m = (pc.equal(table.column(col), want) if isinstance(want, str)
+             else pc.is_in(table.column(col), value_set=pa.array(list(want), pa.string())))
+        mask = m if mask is None else pc.and_(mask, m)
+    return table if mask is None else table.filter(mask)
+
+
+def accepted(table: pa.Table) -> pa.Table:
+    """Accepted rows that have a speedup. ``suspect_speedup`` is not accepted and never appears here."""
+    return table.filter(pc.and_(pc.equal(table.column("status"), ACCEPTED),
+                                pc.is_valid(table.column("speedup"))))
+
+
+def _group_ids(table: pa.Table, by: Sequence[str]) -> np.ndarray:
+    """A dense int64 id per distinct combination of the ``by`` columns."""
+    gid = np.zeros(table.num_rows, dtype=np.int64)
+    for col in by:
+        enc = pc.dictionary_encode(table.column(col)).combine_chunks()
+        gid = gid * (len(enc.dictionary) + 1) + enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return gid
+
+
+def top(table: pa.Table, k: int = 1, *, by: Sequence[str] = ("problem_id", "hardware")) -> pa.Table:
+    """The ``k`` accepted rows with the highest speedup per group of ``by``, best first within a group.
+
+    Ties go to the lower compile time, then to the shorter source.
+    """
+    acc = accepted(table)
+    if acc.num_rows == 0:
+        return acc
+    gid = _group_ids(acc, by)
+    speed = acc.column("speedup").to_numpy(zero_copy_only=False)
+    comp = pc.fill_null(acc.column("compile_seconds"), np.inf).to_numpy(zero_copy_only=False)
+    size = pc.utf8_length(acc.column("source")).to_numpy(zero_copy_only=False)
+    order = np.lexsort((size, comp, -speed, gid))
+    g = gid[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    picked = acc.take(pa.array(order[rank < k]))
+    return picked.sort_by([(c, "ascending") for c in by] + [("speedup", "descending")])
+
+
+def best(table: pa.Table) -> pa.Table:
+    """The best accepted row per (problem_id, hardware)."""
+    return top(table, 1)
+
+
+def lineage(table: pa.Table, candidate_id: str) -> pa.Table:
+    """The rows of ``candidate_id`` and of all its ancestors, oldest generation first."""
+    ids = table.column("candidate_id")
+    found: set[str] = set()
+    frontier = {candidate_id}
+    parts = []
+    while frontier:   # one pass per generation of ancestry, not per row
+        rows = table.filter(pc.is_in(ids, value_set=pa.array(sorted(frontier), pa.string())))
+        parts.append(rows)
+        found |= frontier
+        parents = pc.unique(pc.list_flatten(rows.column("parent_ids"))).to_pylist()
+        frontier = {p for p in parents if p is not None} - found
+    out = pa.concat_tables(parts) if parts else table.schema.empty_table()
+    return out.sort_by([("generation", "ascending"), ("created_at", "ascending")])
+
+
+def recent_failures(table: pa.Table, k: int = 20, *, problem_id: str | None = None,
+                    hardware: str | None = None, columns: Sequence[str] | None = FAILURE_COLUMNS) -> pa.Table:
+    """The ``k`` most recent rejected or failed rows with their reasons, newest first."""
+    t = select(table, problem_id=problem_id, hardware=hardware)
+    t = t.filter(pc.not_equal(t.column("status"), ACCEPTED))
+    if columns is not None:
+        t = t.select(list(columns))
+    if t.num_rows > k:
+        t = t.take(pc.select_k_unstable(t, k, sort_keys=[("created_at", "descending")]))
+    return t.sort_by([("created_at", "descending")])
+
+
+def status_counts(table: pa.Table) -> dict[str, int]:
+    """Rows per status, most frequent first."""
+    vc = pc.value_counts(table.column("status")).to_pylist()
+    return dict(sorted(((d["values"], d["counts"]) for d in vc), key=lambda kv: (-kv[1], kv[0])))
+
+
+def counts(table: pa.Table, by: Sequence[str] = ("hardware", "status")) -> pa.Table:
+    """Row counts per group of ``by``, as a table with a ``count`` column."""
+    return (table.group_by(list(by)).aggregate([([], "count_all")])
+            .rename_columns([*by, "count"]).sort_by([(c, "ascending") for c in by]))
+
+
+def seen_candidate_ids(table: pa.Table, *, problem_id: str | None = None) -> frozenset[str]:
+    """Candidate ids already evaluated (on any hardware), for deduplication before dispatch."""
+    return frozenset(pc.unique(select(table, problem_id=problem_id).column("candidate_id")).to_pylist())
+
+
+def candidate_dicts(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as ``proposers.base.Candidate.to_dict()``-shaped dicts (for ``Candidate.from_dict``)."""
+    cols = ["candidate_id", "source", "params", "parent_ids", "proposer", "backend", "hardware", "problem_id"]
+    out = table.select(cols).to_pylist()
+    for d in out:
+        d["id"] = d.pop("candidate_id")
+        d["params"] = json.loads(d["params"]) if d["params"] else {}
+    return out

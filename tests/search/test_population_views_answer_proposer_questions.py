@@ -1,0 +1,79 @@
+"""Views: best per problem x hardware, top-k, lineage, recent failures, counts, seen ids."""
+from pathlib import Path
+
+import pytest
+from popdata import cid, row
+
+from evaluators.result import Status
+from search import views
+from search.population import Population
+
+
+@pytest.fixture
+def pop(tmp_path: Path) -> Population:
+    p = Population.open(tmp_path, writer=True)
+    p.append([
+        row("a", speedup=1.2, minutes=0),
+        row("b", speedup=2.0, parents=(cid("a"),), generation=1, minutes=1),
+        row("c", speedup=None, status=Status.MISMATCH, reason="max_abs_err 3 > 1e-4", minutes=2),
+        row("s", speedup=40.0, status=Status.SUSPECT_SPEEDUP, minutes=3),
+        row("d", speedup=1.7, hardware="h100", parents=(cid("b"),), generation=2, minutes=4),
+        row("e", speedup=3.0, problem="/p/level2/fused.py", minutes=5),
+        row("f", speedup=None, status=Status.TIMEOUT, problem="/p/level2/fused.py", minutes=6),
+        row("g", speedup=2.0, compile_seconds=0.5, minutes=7),   # ties "b" on speedup, compiles faster
+    ])
+    return p
+
+
+def test_best_is_one_accepted_row_per_problem_and_hardware(pop: Population) -> None:
+    b = pop.best()
+    got = {(r["problem_id"], r["hardware"]): (r["candidate_id"], r["speedup"]) for r in b.to_pylist()}
+    assert got == {("add", "cpu"): (cid("g"), 2.0), ("add", "h100"): (cid("d"), 1.7),
+                   ("fused", "cpu"): (cid("e"), 3.0)}
+
+
+def test_suspect_speedups_are_never_best(pop: Population) -> None:
+    assert cid("s") not in pop.best().column("candidate_id").to_pylist()
+    assert cid("s") not in pop.top("add", "cpu", k=10).column("candidate_id").to_pylist()
+
+
+def test_top_k_is_ordered_best_first(pop: Population) -> None:
+    assert pop.top("add", "cpu", k=2).column("candidate_id").to_pylist() == [cid("g"), cid("b")]
+    assert pop.top("add", "cpu", k=10).num_rows == 3
+
+
+def test_lineage_follows_parents_across_hardware(pop: Population) -> None:
+    assert pop.lineage(cid("d")).column("candidate_id").to_pylist() == [cid("a"), cid("b"), cid("d")]
+    assert pop.lineage("unknown").num_rows == 0
+
+
+def test_recent_failures_newest_first_with_reasons(pop: Population) -> None:
+    f = pop.recent_failures(k=2)
+    assert f.column("status").to_pylist() == ["timeout", "suspect_speedup"]
+    only = pop.recent_failures(problem_id="add", hardware="cpu")
+    assert only.column("reason").to_pylist() == ["suspect_speedup", "max_abs_err 3 > 1e-4"]
+
+
+def test_status_counts_and_counts_by_group(pop: Population) -> None:
+    assert pop.status_counts() == {"accepted": 5, "mismatch": 1, "suspect_speedup": 1, "timeout": 1}
+    c = views.counts(pop.table, ("hardware", "status")).to_pylist()
+    assert {"hardware": "h100", "status": "accepted", "count": 1} in c
+
+
+def test_seen_ids_and_membership(pop: Population) -> None:
+    assert pop.seen_candidate_ids() == {cid(t) for t in "abcsdefg"}
+    assert pop.seen_candidate_ids("fused") == {cid("e"), cid("f")}
+    assert pop.evaluated("add", cid("d"), "h100") and not pop.evaluated("add", cid("d"), "cpu")
+
+
+def test_views_follow_appends(pop: Population) -> None:
+    before = pop.version
+    pop.append([row("h", speedup=5.0)])
+    assert pop.version > before
+    assert pop.top("add", "cpu", k=1).column("candidate_id").to_pylist() == [cid("h")]
+
+
+def test_candidate_dicts_rebuild_candidates(pop: Population) -> None:
+    from proposers.base import Candidate
+    d = views.candidate_dicts(pop.top("add", "cpu", k=1))[0]
+    assert Candidate.from_dict(d).id == d["id"] == cid("g")
