@@ -30,6 +30,13 @@ def ray_executable() -> str:
     return shutil.which("ray") or "ray"
 
 
+def _check_role(head: bool, address: str | None, port: int | None) -> None:
+    if head == (address is not None):
+        raise ValueError("give exactly one of --head or --address ADDR")
+    if port is not None and not head:
+        raise ValueError("--port is the head's port; a joining node takes the head's address instead")
+
+
 def node_start_command(
     head: bool,
     address: str | None,
@@ -49,10 +56,7 @@ def node_start_command(
     port; the dashboard (and so the job API) options apply to a head only. ``extra`` is appended as given, for Ray's
     other options (``--object-store-memory``, ``--node-manager-port``, ...).
     """
-    if head == (address is not None):
-        raise ValueError("give exactly one of --head or --address ADDR")
-    if port is not None and not head:
-        raise ValueError("--port is the head's port; a joining node takes the head's address instead")
+    _check_role(head, address, port)
     cmd = [ray, "start"]
     if head:
         cmd += ["--head", "--include-dashboard=true", f"--dashboard-host={dashboard_host}",
@@ -64,7 +68,8 @@ def node_start_command(
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
     cmd.append(f"--num-gpus={num_gpus}")
-    cmd.append("--resources=" + json.dumps(dict(sorted(resources.items())), separators=(", ", ": ")))
+    units = {k: int(v) if float(v).is_integer() else float(v) for k, v in sorted(resources.items())}
+    cmd.append("--resources=" + json.dumps(units, separators=(", ", ": ")))
     if temp_dir is not None:
         cmd.append(f"--temp-dir={temp_dir}")
     cmd.append("--disable-usage-stats")
@@ -88,6 +93,7 @@ def node_start(
 
     Returns the command and ``ray start``'s exit code, or ``None`` for the code on a dry run, which runs nothing.
     """
+    _check_role(head, address, port)
     devices = hardware.detect_devices() if devices is None else devices
     cmd = node_start_command(
         head=head, address=address, resources=hardware.hardware_resources(devices),

@@ -1,0 +1,53 @@
+"""``kswarm node start``: the ``ray start`` command line built from detected hardware."""
+import json
+
+import pytest
+
+from cluster import hardware as hw
+from cluster import node
+
+
+def _resources(cmd):
+    arg = next(a for a in cmd if a.startswith("--resources="))
+    return json.loads(arg.split("=", 1)[1])
+
+
+def test_head_command_carries_hardware_resources_and_local_dashboard():
+    cmd = node.node_start_command(head=True, address=None, resources={"hw:h200": 2.0, "hw:cpu": 1.0}, num_gpus=2,
+                                  temp_dir="/scratch/ray", port=6380, num_cpus=16)
+    assert cmd[:3] == ["ray", "start", "--head"]
+    assert _resources(cmd) == {"hw:cpu": 1, "hw:h200": 2}
+    for flag in ("--num-gpus=2", "--num-cpus=16", "--port=6380", "--temp-dir=/scratch/ray",
+                 "--dashboard-host=127.0.0.1", "--dashboard-port=8265", "--include-dashboard=true"):
+        assert flag in cmd
+
+
+def test_joining_node_takes_the_address_and_no_dashboard():
+    cmd = node.node_start_command(head=False, address="10.0.0.1:6379", resources={"hw:cpu": 1}, num_gpus=0,
+                                  extra=["--object-store-memory=1000000000"])
+    assert "--address=10.0.0.1:6379" in cmd and "--head" not in cmd
+    assert not any(a.startswith("--dashboard") for a in cmd)
+    assert cmd[-1] == "--object-store-memory=1000000000"
+
+
+@pytest.mark.parametrize("head,address,port", [(True, "x:1", None), (False, None, None), (False, "x:1", 6379)])
+def test_inconsistent_roles_are_refused(head, address, port):
+    with pytest.raises(ValueError):
+        node.node_start_command(head=head, address=address, resources={}, port=port)
+
+
+def test_dry_run_prints_the_command_for_detected_devices(capsys):
+    assert node.node_start_cli(head=True, dry_run=True, num_cpus=2, dashboard_port=8300) == 0
+    line = capsys.readouterr().out.strip()
+    assert " start --head " in line and "--dashboard-port=8300" in line and '"hw:cpu": 1' in line
+
+
+def test_cli_rejects_head_with_address(capsys):
+    assert node.node_start_cli(head=True, address="x:1", dry_run=True) == 2
+    assert "exactly one of --head or --address" in capsys.readouterr().err
+
+
+def test_node_start_dry_run_runs_nothing():
+    devices = hw.devices_from_probe(hw.Probe(cpu=hw.CpuProbe("cpu", "x86_64"), cuda=(hw.CudaProbe("NVIDIA H200", 9, 0),)))
+    cmd, code = node.node_start(head=False, address="head:6379", dry_run=True, devices=devices)
+    assert code is None and "--num-gpus=1" in cmd and _resources(cmd) == {"hw:cpu": 1, "hw:h200": 1}
