@@ -297,7 +297,7 @@ class _Checker(ast.NodeVisitor):
         self._collect_imports(tree)
         self.local_names = _bound_names(tree) - set(self.aliases)
         self._collect_aliases(tree)
-        self.call_funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        self.call_funcs = {id(n.func): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
 
     # ---- name resolution ----
 
@@ -319,9 +319,17 @@ class _Checker(ast.NodeVisitor):
                         self.aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
 
     def _collect_aliases(self, tree: ast.AST) -> None:
-        """Simple assignments of imported names (``t = torch``, ``mm = torch.matmul``) become aliases too."""
+        """Simple assignments of imported names (``t = torch``, ``mm = torch.matmul``) become aliases too.
+
+        Only names whose every binding is the same imported name are aliases, so that a local ``out = torch.float32``
+        in one function does not turn an unrelated ``out.value = 3`` elsewhere into a module patch.
+        """
+        stores: dict[str, int] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                stores[node.id] = stores.get(node.id, 0) + 1
         for _ in range(3):  # enough for short chains such as a = torch; b = a.cuda
-            changed = False
+            found: dict[str, list[str]] = {}
             for node in ast.walk(tree):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1:
                     target, value = node.targets[0], node.value
@@ -329,14 +337,16 @@ class _Checker(ast.NodeVisitor):
                     target, value = node.target, node.value
                 else:
                     continue
-                if not isinstance(target, ast.Name) or target.id in self.aliases:
-                    continue
-                qual = self.qualname(value)
-                if qual is not None and not qual.startswith("builtins."):
-                    self.aliases[target.id] = qual
-                    self.local_names.discard(target.id)
-                    changed = True
-            if not changed:
+                if isinstance(target, ast.Name) and target.id not in self.aliases:
+                    qual = self.qualname(value)
+                    if qual is not None and not qual.startswith("builtins."):
+                        found.setdefault(target.id, []).append(qual)
+            added = [name for name, quals in found.items()
+                     if len(quals) == stores.get(name, 0) and len(set(quals)) == 1]
+            for name in added:
+                self.aliases[name] = found[name][0]
+                self.local_names.discard(name)
+            if not added:
                 break
 
     def _builtin(self, node: ast.AST) -> str | None:
@@ -439,9 +449,18 @@ class _Checker(ast.NodeVisitor):
         if root is not None:
             if isinstance(node.ctx, (ast.Store, ast.Del)):
                 self._flag_patch(node, qual or root)
-            elif node.attr in ("__dict__", "__setattr__", "__delattr__"):
+            elif node.attr == "__dict__" or (node.attr in ("__setattr__", "__delattr__")
+                                             and not self._sets_on_own_object(node)):
                 self.flag("module_patch", node, f"reaches {node.attr} of an imported module", qual or root)
         self.generic_visit(node)
+
+    def _sets_on_own_object(self, func: ast.Attribute) -> bool:
+        """True for ``nn.Module.__setattr__(self, ...)``: an unbound call whose target is a local object."""
+        call = self.call_funcs.get(id(func))
+        if call is None or not call.args:
+            return False
+        first = call.args[0]
+        return isinstance(first, ast.Name) and first.id not in self.aliases and first.id not in _SENSITIVE_BUILTINS
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         if isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -474,6 +493,8 @@ class _Checker(ast.NodeVisitor):
             elif self.import_root(first) is not None:
                 self.flag("module_patch", node, f"calls {builtin} on an imported module",
                           self.qualname(first) or self.import_root(first))
+        if builtin == "getattr" and self.qualname(node) is not None:
+            self.check_name(self.qualname(node), node)  # getattr(os, "system") is os.system
         if builtin == "getattr" and len(node.args) >= 2 and _const_str(node.args[1]) is None:
             root = self.import_root(node.args[0])
             if root is not None and root.split(".")[0] in _NO_COMPUTED_GETATTR:

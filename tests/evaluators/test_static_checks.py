@@ -35,6 +35,7 @@ CAUGHT = [
     ("import os\nos.spawnl(os.P_NOWAIT, '/bin/ls')\n", "subprocess", 2),
     ("import os\nos.execv('/bin/ls', [])\n", "subprocess", 2),
     ("from os import system\n", "subprocess", 1),
+    ("import os\ngetattr(os, 'system')('ls')\n", "subprocess", 2),
     ("import posix\nposix.system('ls')\n", "subprocess", 2),
     ("import pty\n", "subprocess", 1),
     # streams
@@ -278,3 +279,35 @@ def test_model_new_missing_or_nested_is_not_found() -> None:
     assert not find_model_new("class Model:\n    pass\n")
     assert not find_model_new("def make():\n    class ModelNew:\n        pass\n    return ModelNew\n")
     assert not find_model_new("x = 'ModelNew'\n")
+
+
+def test_unbound_setattr_on_own_object_is_allowed() -> None:
+    source = """
+    import torch.nn as nn
+
+    class ModelNew(nn.Module):
+        def __init__(self):
+            super().__init__()
+            nn.Module.__setattr__(self, "scale", 2.0)
+    """
+    assert findings(source) == []
+
+
+def test_bound_setattr_on_a_module_is_caught() -> None:
+    assert ("module_patch", 2) in rules_at("import torch\ntorch.__setattr__('matmul', None)\n")
+
+
+def test_a_name_rebound_to_other_values_is_not_an_alias() -> None:
+    source = """
+    import torch
+
+    def f():
+        out = torch.float32
+        return out
+
+    def g(obj):
+        out = obj
+        out.value = 3
+        return out
+    """
+    assert findings(source) == []
