@@ -64,6 +64,8 @@ def save_checkpoint(campaign_dir: str | Path, checkpoint: Checkpoint) -> Path:
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint state is not JSON-able: {e}; proposers' get_state() must return "
                               "JSON values") from None
+    for stale in path.parent.glob(f".{CHECKPOINT_FILE}.*.tmp"):   # left by a driver killed mid-write
+        stale.unlink(missing_ok=True)
     atomic.write_text(path, text + "\n")
     return path
 

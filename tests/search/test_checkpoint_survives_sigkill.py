@@ -36,3 +36,6 @@ def test_sigkill_during_checkpoint_writes(tmp_path: Path) -> None:
         assert ck.proposer_states["p"] == list(range(i % 5000))
         last = i
     assert last >= 0
+    from search.checkpoint import Checkpoint, save_checkpoint
+    save_checkpoint(tmp_path, Checkpoint())
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
