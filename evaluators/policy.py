@@ -39,7 +39,8 @@ class TimingPolicy:
     max_samples: int = 2000
     ci_target: float = 0.02              # relative half-width of the 95% CI of the median
     time_cap_s: float = 10.0             # per measured subject
-    flush_cache: bool = True             # flush L2 on CUDA / LLC on CPU before each timed call
+    flush_cache: bool = True             # flush the GPU's L2 before each timed call
+    flush_cpu_cache: bool = False        # also flush the CPU's last-level cache (slow where the LLC is large)
     launch_overhead_us: float = 20.0     # warn when a baseline call is shorter than this on a GPU
     baselines: tuple[str, ...] = ("eager", "compile")
     rounds: int = 2                      # candidate/baseline sandwiches: base, cand, base, cand, ...

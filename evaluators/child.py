@@ -1,0 +1,210 @@
+"""The sandboxed child: builds one subject (a candidate, or the eager or compiled reference) and runs it on request.
+
+Run as ``python -m evaluators.child RFD WFD LIMITS_JSON``. It answers the parent's frames on its pipes and never
+sees a reference output. Everything it reports is checked by the parent, which treats it as hostile: the child
+only measures, the parent judges.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+
+def _apply_limits(limits: dict) -> dict:
+    """Limits the candidate cannot lift later: file size, no core dumps, and (where the OS allows) no network."""
+    applied = {}
+    fsize = int(limits.get("max_file_mb", 1024)) << 20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    applied["max_file_mb"] = limits.get("max_file_mb", 1024)
+    applied["network_isolated"] = False
+    if limits.get("isolate_network", True) and sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        clone_newnet, clone_newuser = 0x40000000, 0x10000000
+        for flags in (clone_newnet, clone_newnet | clone_newuser):
+            if libc.unshare(flags) == 0:
+                applied["network_isolated"] = True
+                break
+    return applied
+
+
+def main() -> None:
+    rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
+    limits = json.loads(sys.argv[3])
+    applied = _apply_limits(limits)
+    os.set_inheritable(rfd, False)
+    os.set_inheritable(wfd, False)
+    # Imports after the limits; the timers and the wire are bound now, before any candidate code exists.
+    import torch
+
+    from evaluators import inputs as inp
+    from evaluators import integrity, timers, wire
+
+    state: dict = {"applied": applied}
+    try:
+        while True:
+            kind, msg = wire.recv(rfd)
+            if kind == "bye":
+                wire.send(wfd, "bye")
+                break
+            handler = _HANDLERS.get(kind)
+            if handler is None:
+                wire.send(wfd, "error", {"status": "crashed", "message": f"unknown request {kind!r}"})
+                continue
+            try:
+                reply_kind, reply = handler(state, msg, torch=torch, inp=inp, timers=timers, integrity=integrity)
+            except Exception as e:  # a candidate fault: report it, the parent decides what it means
+                tb = traceback.format_exc(limit=6)
+                status = state.get("fault_status", "runtime_error")
+                reply_kind, reply = "error", {"status": status, "message": f"{type(e).__name__}: {e}",
+                                              "traceback": tb[-4000:]}
+            wire.send(wfd, reply_kind, reply)
+    except wire.WireError:
+        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _h_init(state, msg, *, torch, inp, timers, integrity):
+    from evaluators.problem import load_problem_module
+
+    device = msg["device"]
+    state["device"] = device
+    problem, _ = load_problem_module(msg["problem_path"], msg["scale"])
+    state["problem"] = problem
+    torch.set_grad_enabled(False)
+    state["before"] = integrity.snapshot(extra_modules=_HARNESS_MODULES)
+    state["settings_before"] = integrity.global_settings()
+    state["fault_status"] = "compile_error"
+    t0 = time.perf_counter()
+    subject = msg["subject"]
+    init_inputs = list(problem.get_init_inputs())
+    if subject == "candidate":
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("candidate", msg["candidate_path"])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["candidate"] = module
+        spec.loader.exec_module(module)
+        cls = getattr(module, "ModelNew", None)
+        if cls is None:
+            raise RuntimeError("the candidate module defines no ModelNew")
+    else:
+        cls = problem.Model
+    torch.manual_seed(msg["seed"])
+    model = cls(*init_inputs)
+    loaded = False
+    ref_sd = msg.get("state_dict") or {}
+    if isinstance(model, torch.nn.Module):
+        own = model.state_dict()
+        if ref_sd and set(own) == set(ref_sd) and all(tuple(own[k].shape) == tuple(ref_sd[k].shape) for k in own):
+            model.load_state_dict(ref_sd, strict=True)
+            loaded = True
+        model = model.to(device)
+        model.eval()
+    if subject == "compile":
+        model = torch.compile(model, **msg.get("compile_options", {}))
+    state["model"] = model
+    state["timer"] = timers.get_timer(msg["timer"], device)
+    state["fault_status"] = "runtime_error"
+    # one call here so that lazy compilation is counted in compile time and stays out of the timed calls
+    warm = inp.make_inputs(problem, msg["seed"] + 1, device)
+    for _ in range(max(1, int(msg.get("warmup", 1)))):
+        model(*warm)
+    integrity.sync(device)
+    state["threads_after_init"] = integrity.python_threads()
+    return "ready", {
+        "compile_seconds": time.perf_counter() - t0,
+        "state_dict_loaded": loaded,
+        "device_name": integrity.device_name(device),
+        "applied_limits": state["applied"],
+        "settings_before": state["settings_before"],
+    }
+
+
+def _run_checked(state, seed, probe, poison_bytes, poison_value, *, torch, inp, integrity):
+    problem, model, device = state["problem"], state["model"], state["device"]
+    inputs = inp.make_inputs(problem, seed, device, probe)
+    inp.poison(device, poison_bytes, poison_value)
+    out = model(*inputs)
+    return _collect(state, out, inputs, torch=torch, inp=inp, integrity=integrity)
+
+
+def _collect(state, out, inputs, *, torch, inp, integrity):
+    """Snapshot the outputs as they are the moment forward returned, then again after a full sync.
+
+    A difference means work was still running after forward returned (a thread or a side stream)."""
+    items, bad = inp.flatten_outputs(out)
+    if bad:
+        integrity.sync(state["device"])
+        return "outputs", {"bad": bad}
+    at_return = [t.clone() for t in items]
+    integrity.sync(state["device"])
+    time.sleep(0.002)
+    deferred = any(not integrity.same_bits(a, t) for a, t in zip(at_return, items))
+    alias = None
+    for i, t in enumerate(items):
+        for j, x in enumerate(inputs):
+            if isinstance(x, torch.Tensor) and integrity.overlaps(t, x):
+                alias = f"output {i} shares memory with input {j}"
+    return "outputs", {
+        "outputs": at_return,
+        "devices": [str(t.device) for t in items],
+        "inputs_after": [x for x in inputs],
+        "deferred": deferred,
+        "alias": alias,
+    }
+
+
+def _h_check(state, msg, *, torch, inp, timers, integrity):
+    return _run_checked(state, msg["seed"], msg.get("probe"), msg["poison_bytes"], msg["poison_value"],
+                        torch=torch, inp=inp, integrity=integrity)
+
+
+def _h_ping(state, msg, *, torch, inp, timers, integrity):
+    return "pong", None
+
+
+def _h_prepare(state, msg, *, torch, inp, timers, integrity):
+    state["timed_inputs"] = inp.make_inputs(state["problem"], msg["seed"], state["device"])
+    inp.poison(state["device"], msg["poison_bytes"], msg["poison_value"])
+    state["timed_out"] = None
+    if msg.get("flush"):
+        state["timer"].flush()
+    integrity.sync(state["device"])
+    return "prepared", None
+
+
+def _h_go(state, msg, *, torch, inp, timers, integrity):
+    model, inputs = state["model"], state["timed_inputs"]
+    box = []
+    ns = state["timer"](lambda: box.append(model(*inputs)), flush=False)
+    state["timed_out"] = box[0]
+    return "timed", {"ns": int(ns), "host_ns": int(getattr(state["timer"], "last_host_ns", 0) or 0)}
+
+
+def _h_fetch(state, msg, *, torch, inp, timers, integrity):
+    return _collect(state, state["timed_out"], state["timed_inputs"], torch=torch, inp=inp, integrity=integrity)
+
+
+def _h_audit(state, msg, *, torch, inp, timers, integrity):
+    after = integrity.snapshot(extra_modules=_HARNESS_MODULES)
+    return "audit", {
+        "replaced": integrity.diff(state["before"], after),
+        "settings": integrity.global_settings(),
+        "new_threads": sorted(set(integrity.python_threads()) - set(state.get("threads_after_init", []))),
+    }
+
+
+_HANDLERS = {"ping": _h_ping, "init": _h_init, "check": _h_check, "prepare": _h_prepare, "go": _h_go, "fetch": _h_fetch,
+             "audit": _h_audit}
+_HARNESS_MODULES = ("evaluators.timers", "evaluators.wire", "evaluators.inputs", "evaluators.integrity",
+                    "evaluators.child", "__main__")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Comparing a candidate's outputs with the reference's, in the trusted process only.
+
+``|out - ref| <= atol * max(1, rms(ref)) + rtol * |ref|`` per element, computed in float64, with NaN and Inf
+allowed only where the reference has them. The relative Frobenius error is recorded for every check and must also
+stay under a bound, so that a near-constant output cannot hide under an absolute tolerance.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    fro: float      # bound on ||out - ref||_F / ||ref||_F
+
+
+def tolerance_for(dtype: torch.dtype, policy: Any, override: dict[str, float] | None = None) -> Tolerance:
+    if dtype in HALF:
+        tol = Tolerance(policy.atol_half, policy.rtol_half, 5 * policy.rtol_half)
+    else:
+        tol = Tolerance(policy.atol_fp32, policy.rtol_fp32, 10 * policy.rtol_fp32)
+    if override:
+        tol = dataclasses.replace(tol, **{k: float(v) for k, v in override.items() if k in ("atol", "rtol", "fro")})
+    return tol
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    ok: bool
+    reason: str
+    max_abs_err: float
+    max_rel_err: float
+    rel_fro_err: float
+
+
+def _structure_problem(out: list[Any], ref: list[Any], devices: list[str], device: str) -> str | None:
+    if len(out) != len(ref):
+        return f"returned {len(out)} outputs, the reference returns {len(ref)}"
+    for i, (o, r) in enumerate(zip(out, ref)):
+        if tuple(o.shape) != tuple(r.shape):
+            return f"output {i} has shape {tuple(o.shape)}, expected {tuple(r.shape)}"
+        if o.dtype != r.dtype:
+            return f"output {i} has dtype {o.dtype}, expected {r.dtype}"
+    want = torch.device(device).type
+    for i, d in enumerate(devices):
+        if torch.device(d).type != want:
+            return f"output {i} is on {d}, expected {device}"
+    return None
+
+
+def compare(out: list[torch.Tensor], ref: list[torch.Tensor], devices: list[str], device: str,
+            policy: Any, override: dict[str, float] | None = None) -> Comparison:
+    bad = _structure_problem(out, ref, devices, device)
+    if bad:
+        return Comparison(False, bad, math.inf, math.inf, math.inf)
+    worst_abs = worst_rel = worst_fro = 0.0
+    failure = ""
+    for i, (o, r) in enumerate(zip(out, ref)):
+        o = o.detach().to("cpu")
+        r = r.detach().to("cpu")
+        if not r.is_floating_point() and not r.is_complex():
+            if not torch.equal(o, r):
+                n = int((o != r).sum())
+                failure = failure or f"output {i}: {n} of {r.numel()} elements differ (exact match required)"
+                worst_abs = math.inf
+            continue
+        tol = tolerance_for(r.dtype, policy, override)
+        o64, r64 = o.to(torch.float64), r.to(torch.float64)
+        r_nan, o_nan = torch.isnan(r64), torch.isnan(o64)
+        r_inf, o_inf = torch.isinf(r64), torch.isinf(o64)
+        special_bad = (o_nan != r_nan) | (o_inf != r_inf) | (r_inf & (o64 != r64))
+        if bool(special_bad.any()):
+            n = int(special_bad.sum())
+            failure = failure or f"output {i}: {n} elements are NaN or Inf where the reference is not (or differ there)"
+            worst_abs = math.inf
+            continue
+        finite = ~(r_nan | r_inf)
+        if not bool(finite.any()):
+            continue
+        of, rf = o64[finite], r64[finite]
+        d = (of - rf).abs()
+        scale = max(1.0, float(rf.pow(2).mean().sqrt()))
+        allowed = tol.atol * scale + tol.rtol * rf.abs()
+        max_abs = float(d.max())
+        max_rel = float((d / rf.abs().clamp_min(tol.atol)).max())
+        ref_norm = float(rf.norm())
+        fro = float(d.norm()) / ref_norm if ref_norm > 0 else (0.0 if float(d.norm()) == 0 else math.inf)
+        worst_abs, worst_rel, worst_fro = max(worst_abs, max_abs), max(worst_rel, max_rel), max(worst_fro, fro)
+        over = d > allowed
+        if bool(over.any()):
+            failure = failure or (f"output {i}: {int(over.sum())} of {rf.numel()} elements outside tolerance "
+                                  f"(max abs err {max_abs:.3g}, atol {tol.atol:g}, rtol {tol.rtol:g})")
+        elif fro > tol.fro:
+            failure = failure or (f"output {i}: relative Frobenius error {fro:.3g} over the bound {tol.fro:g}")
+    return Comparison(not failure, failure, worst_abs, worst_rel, worst_fro)
+
+
+def inputs_unchanged(before: list[Any], after: list[Any]) -> str | None:
+    """None when every input tensor is bit-for-bit what it was before the call, else which one changed."""
+    if len(after) != len(before):
+        return "the number of inputs changed"
+    for i, (b, a) in enumerate(zip(before, after)):
+        if not isinstance(b, torch.Tensor):
+            continue
+        if not isinstance(a, torch.Tensor) or a.shape != b.shape or a.dtype != b.dtype:
+            return f"input {i} changed shape or type"
+        bb = b.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+        ab = a.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+        if not torch.equal(bb, ab):
+            return f"input {i} was modified in place"
+    return None

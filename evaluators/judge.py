@@ -1,0 +1,264 @@
+"""The trusted side of one subject's run: reference outputs, the checks, and the timed loop with random checks.
+
+A *subject* is what runs in a child: a candidate, or the eager or compiled reference (the baselines). Checks are
+decided by the parent after each call returns, so a checked call looks exactly like a timed one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import statistics
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evaluators import inputs as inp
+from evaluators.compare import compare, inputs_unchanged
+from evaluators.policy import PROBES, TimingPolicy, VerifyPolicy
+from evaluators.problem import ProblemInfo, load_problem_module
+from evaluators.result import Status
+from evaluators.sandbox import Child, ChildFailed, SandboxLimits
+
+log = logging.getLogger(__name__)
+POISON = (float("nan"), -7.77e30, 3.3e4, float("nan"), 1.0e-30)
+
+
+class Rejected(Exception):
+    def __init__(self, status: Status, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclasses.dataclass
+class Reference:
+    """The problem's reference model on the device, built in this (trusted) process."""
+    module: types.ModuleType
+    info: ProblemInfo
+    model: torch.nn.Module
+    state_dict: dict[str, torch.Tensor]
+    device: str
+    seed: int
+    out_bytes: int
+
+    def run(self, seed: int, probe: str | None = None) -> tuple[list[Any], list[torch.Tensor]]:
+        inputs = inp.make_inputs(self.module, seed, self.device, probe)
+        with torch.no_grad():
+            out = self.model(*inputs)
+        items, bad = inp.flatten_outputs(out)
+        if bad:
+            raise Rejected(Status.BASELINE_ERROR, f"the reference model's output is not supported: {bad}")
+        return inputs, [t.detach().clone() for t in items]
+
+
+def build_reference(problem_path: str, scale: str, device: str, seed: int) -> Reference:
+    module, info = load_problem_module(problem_path, scale)
+    torch.manual_seed(seed)
+    try:
+        model = module.Model(*module.get_init_inputs())
+    except Exception as e:
+        raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to build: {type(e).__name__}: {e}")
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device).eval()
+        sd = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    else:
+        sd = {}
+    ref = Reference(module, info, model, sd, device, seed, 0)
+    try:
+        _, outs = ref.run(seed + 1)
+    except Rejected:
+        raise
+    except Exception as e:
+        raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to run: {type(e).__name__}: {e}")
+    ref.out_bytes = inp.nbytes(outs)
+    return ref
+
+
+@dataclasses.dataclass
+class CheckLog:
+    max_abs_err: float = 0.0
+    max_rel_err: float = 0.0
+    rel_fro_err: float = 0.0
+    probe_verdicts: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    checks: int = 0
+
+    def add(self, c: Any) -> None:
+        self.max_abs_err = max(self.max_abs_err, c.max_abs_err)
+        self.max_rel_err = max(self.max_rel_err, c.max_rel_err)
+        self.rel_fro_err = max(self.rel_fro_err, c.rel_fro_err)
+        self.checks += 1
+
+
+def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: list[torch.Tensor],
+                  ref: Reference, policy: VerifyPolicy, log_: CheckLog, where: str,
+                  mismatch_status: Status) -> None:
+    """Raise Rejected unless the child's outputs for this call are acceptable."""
+    if reply_kind == "error":
+        raise Rejected(Status(reply.get("status", "runtime_error")),
+                       f"{where}: {reply.get('message', 'failed')}".splitlines()[0][:400])
+    if reply.get("bad"):
+        raise Rejected(Status.BAD_OUTPUT, f"{where}: {reply['bad']}")
+    if reply.get("alias"):
+        raise Rejected(Status.OUTPUT_ALIASES_INPUT, f"{where}: {reply['alias']}; return a new tensor")
+    changed = inputs_unchanged(ref_inputs, reply["inputs_after"])
+    if changed:
+        raise Rejected(Status.INPUT_MUTATED, f"{where}: {changed}; candidates must not modify their inputs")
+    c = compare(reply["outputs"], ref_out, reply["devices"], ref.device, policy, ref.info.tolerance)
+    log_.add(c)
+    if not c.ok:
+        if reply.get("deferred"):
+            raise Rejected(Status.DEFERRED_WORK, f"{where}: the output was still changing after forward returned "
+                           "(work left on a thread or side stream); finish all work before returning")
+        raise Rejected(mismatch_status, f"{where}: {c.reason}")
+    if reply.get("deferred"):
+        raise Rejected(Status.DEFERRED_WORK, f"{where}: the output changed after forward returned (work left on "
+                       "a thread or side stream); finish all work before returning")
+
+
+def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random.Random, log_: CheckLog) -> None:
+    """Fresh-seed trials, then domain probes. Raises Rejected on the first failure."""
+    max_bytes = 8 * (ref.out_bytes + inp.nbytes(ref.run(ref.seed + 2)[0])) + (64 << 20)
+    probes = [p for p in policy.probes if ref.info.probes is None or p in ref.info.probes]
+    plan = [(None, f"trial {k + 1}") for k in range(policy.trials)] + [(p, f"probe {p}") for p in probes]
+    for k, (probe, where) in enumerate(plan):
+        seed = rng.randrange(1 << 31)
+        ref_inputs, ref_out = ref.run(seed, probe)
+        kind, reply = child.request("check", {"seed": seed, "probe": probe, "poison_bytes": 2 * ref.out_bytes,
+                                              "poison_value": POISON[k % len(POISON)]}, max_bytes=max_bytes)
+        status = Status.MISMATCH if probe is None else Status.DOMAIN_MISMATCH
+        try:
+            judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, where, status)
+        except Rejected as r:
+            if probe is not None:
+                log_.probe_verdicts.append((probe, r.reason))
+            raise
+        if probe is not None:
+            log_.probe_verdicts.append((probe, "ok"))
+
+
+@dataclasses.dataclass
+class TimedRun:
+    samples_ns: list[int]
+    host_ns: list[int]
+    checks: int
+
+
+def ping_overhead(child: Child, n: int = 30) -> float:
+    """Median round trip of an empty request, in ns: the host-clock cost of one timed call's messages."""
+    rts = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        child.request("ping")
+        rts.append(time.perf_counter_ns() - t0)
+    return float(statistics.median(rts))
+
+
+def timed_loop(child: Child, ref: Reference, policy: VerifyPolicy, timing: TimingPolicy, rng: random.Random,
+               log_: CheckLog, *, n_calls: int | None = None, flush: bool = True,
+               check: bool = True) -> TimedRun:
+    """Time calls on fresh inputs until the CI target, the sample cap or the time cap (or exactly ``n_calls``).
+
+    After each call the parent decides, by its own coin, whether to fetch and check that call's output. The last
+    call is always checked; the child cannot know which call is the last."""
+    from evaluators.stats import summarize
+
+    samples: list[int] = []
+    host: list[int] = []
+    checks = 0
+    p_check = min(0.5, max(0.05, policy.timed_checks / max(10, timing.min_samples)))
+    started = time.monotonic()
+    poison_k = 0
+    while True:
+        seed = rng.randrange(1 << 31)
+        kind, reply = child.request("prepare", {"seed": seed, "poison_bytes": 2 * ref.out_bytes,
+                                                "poison_value": POISON[poison_k % len(POISON)], "flush": flush})
+        poison_k += 1
+        if kind == "error":
+            raise Rejected(Status(reply.get("status", "runtime_error")),
+                           f"timed call {len(samples) + 1}: {reply.get('message', '')}".splitlines()[0][:400])
+        t0 = time.perf_counter_ns()
+        kind, reply = child.request("go", {})
+        rt = time.perf_counter_ns() - t0
+        if kind == "error":
+            raise Rejected(Status(reply.get("status", "runtime_error")),
+                           f"timed call {len(samples) + 1}: {reply.get('message', '')}".splitlines()[0][:400])
+        ns = int(reply["ns"])
+        if ns <= 0 or ns > rt:
+            raise Rejected(Status.TIMING_INCONSISTENT, f"timed call {len(samples) + 1}: the child reported "
+                           f"{ns / 1e6:.3f} ms but the host clock saw only {rt / 1e6:.3f} ms for the whole call")
+        samples.append(ns)
+        host.append(rt)
+        n = len(samples)
+        if n_calls is not None:
+            done = n >= n_calls
+        elif n < timing.min_samples:
+            done = False
+        elif n >= timing.max_samples or time.monotonic() - started > timing.time_cap_s:
+            done = True
+        else:
+            st = summarize(samples)
+            done = st.rel_half_width <= timing.ci_target
+        if check and (done or rng.random() < p_check):
+            checks += 1
+            ref_inputs, ref_out = ref.run(seed)
+            kind, reply = child.request("fetch", {})
+            judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, f"timed call {n} (checked at random)",
+                          Status.TIMED_MISMATCH)
+        if done:
+            return TimedRun(samples, host, checks)
+
+
+def host_clock_consistent(run: TimedRun, ping_ns: float) -> str | None:
+    """None when the child's samples agree with the parent's clock; otherwise the reason they do not.
+
+    Each timed call's host round trip is the child's time plus messaging. A child that slows its own clock reports
+    much less than the host saw, beyond what the messaging (measured before any candidate code ran) explains."""
+    child_med = statistics.median(run.samples_ns)
+    host_med = statistics.median(run.host_ns)
+    unexplained = host_med - ping_ns - child_med
+    if host_med > 20 * ping_ns and unexplained > 0.25 * host_med:
+        return (f"the child timed a median of {child_med / 1e6:.3f} ms per call but the host clock saw "
+                f"{host_med / 1e6:.3f} ms ({ping_ns / 1e6:.3f} ms of it messaging); its timer is not to be trusted")
+    return None
+
+
+def audit(child: Child, settings_before: dict[str, Any]) -> None:
+    """Raise Rejected if the judge's functions were replaced or global settings changed, or threads remain."""
+    kind, reply = child.request("audit", {})
+    if kind == "error":
+        raise Rejected(Status(reply.get("status", "runtime_error")), reply.get("message", "audit failed"))
+    replaced = reply.get("replaced") or []
+    if replaced:
+        shown = ", ".join(replaced[:5]) + (" ..." if len(replaced) > 5 else "")
+        raise Rejected(Status.TAMPERING, f"candidate code replaced {len(replaced)} function(s) the judge relies on: "
+                       f"{shown}; candidates must not monkeypatch torch, timers or the harness")
+    after = reply.get("settings") or {}
+    changed = [f"{k}: {settings_before.get(k)!r} -> {after.get(k)!r}" for k in settings_before
+               if after.get(k) != settings_before.get(k)]
+    if changed:
+        raise Rejected(Status.GLOBAL_STATE_CHANGED, "candidate code changed global settings (" + "; ".join(changed)
+                       + "); the baselines run with the defaults, so the candidate must too")
+
+
+def init_child(child: Child, subject: str, ref: Reference, *, candidate_path: Path | None, timer: str,
+               warmup: int, compile_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    kind, reply = child.request("init", {
+        "subject": subject, "problem_path": str(Path(ref.info.path).resolve()), "scale": ref.info.scale,
+        "device": ref.device, "seed": ref.seed, "state_dict": ref.state_dict, "timer": timer,
+        "candidate_path": str(candidate_path) if candidate_path else None, "warmup": warmup,
+        "compile_options": compile_options or {},
+    })
+    if kind == "error":
+        status = Status(reply.get("status", "compile_error"))
+        tb = (reply.get("traceback") or "").strip().splitlines()
+        where = ""
+        for line in reversed(tb):
+            if "candidate" in line and "line" in line:
+                where = " at " + line.strip()
+                break
+        raise Rejected(status, f"building the {subject} failed: {reply.get('message', '')}{where}"
+                       .splitlines()[0][:500])
+    return reply

@@ -1,0 +1,89 @@
+"""Machine models: peak rates, memory bandwidth and cache sizes per hardware class.
+
+Figures are ceilings, used for the roofline (an impossible speedup is flagged) and by proposers. For GPUs they
+are datasheet or measured figures; for a CPU they are generous upper bounds derived from the core count, so that
+an honest kernel is never flagged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineModel:
+    hardware: str
+    peak_tflops: dict[str, float]          # dtype -> dense TFLOP/s
+    mem_bandwidth_gbs: float
+    l2_bytes: int
+    sm_count: int = 0
+    features: tuple[str, ...] = ()
+
+    def floor_seconds(self, flops: float, bytes_moved: float, dtype: str = "float32") -> float:
+        """The roofline floor: no implementation can run faster than this."""
+        peak = self.peak_tflops.get(dtype, max(self.peak_tflops.values())) * 1e12
+        return max(flops / peak if peak else 0.0, bytes_moved / (self.mem_bandwidth_gbs * 1e9))
+
+
+def cpu_model_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_model() -> MachineModel:
+    cores = os.cpu_count() or 1
+    # 2 FMA units x 16 fp32 lanes x 2 flops x 4 GHz per core: above any x86 core today
+    peak = cores * 2 * 16 * 2 * 4.0e9 / 1e12
+    return MachineModel("cpu", {"float32": peak, "bfloat16": 2 * peak, "float16": 2 * peak},
+                        mem_bandwidth_gbs=max(100.0, 25.0 * cores), l2_bytes=32 << 20)
+
+
+_MODELS = {
+    "h100": MachineModel("h100", {"float32": 67, "tf32": 495, "bfloat16": 990, "float16": 990},
+                         3350, 50 << 20, 132, ("wgmma", "tma", "fp8")),
+    "h200": MachineModel("h200", {"float32": 67, "tf32": 495, "bfloat16": 990, "float16": 990},
+                         4800, 50 << 20, 132, ("wgmma", "tma", "fp8")),
+    "rtx6000-blackwell": MachineModel("rtx6000-blackwell", {"float32": 126, "bfloat16": 504, "float16": 504},
+                                      1790, 128 << 20, 188, ("fp4", "fp8")),
+    "a100": MachineModel("a100", {"float32": 19.5, "tf32": 156, "bfloat16": 312, "float16": 312},
+                         2039, 40 << 20, 108),
+    "l40s": MachineModel("l40s", {"float32": 91.6, "bfloat16": 362, "float16": 362}, 864, 96 << 20, 142),
+    "m4": MachineModel("m4", {"float32": 4.3, "float16": 4.3, "bfloat16": 4.3}, 120, 16 << 20),
+}
+
+
+def machine_model(hardware: str) -> MachineModel:
+    """The model for a hardware class; unknown GPU classes get the H200's ceilings (generous on purpose)."""
+    if hardware == "cpu":
+        return _cpu_model()
+    if hardware in _MODELS:
+        return _MODELS[hardware]
+    return dataclasses.replace(_MODELS["h200"], hardware=hardware)
+
+
+def hardware_class(device: str, device_name: str) -> str:
+    """The hardware class of a device: ``cpu``, ``m4``-style Apple names, or a CUDA class such as ``h200``."""
+    kind = device.split(":")[0]
+    if kind == "cpu":
+        return "cpu"
+    if kind == "mps":
+        return "m4"
+    name = device_name.lower()
+    for needle, cls in (("h200", "h200"), ("h100", "h100"), ("a100", "a100"), ("l40s", "l40s")):
+        if needle in name:
+            return cls
+    if "blackwell" in name and "6000" in name:
+        return "rtx6000-blackwell"
+    try:
+        import torch
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"cuda-sm{major}{minor}"
+    except Exception:
+        return "cuda"

@@ -1,0 +1,202 @@
+"""One candidate, one device: static checks, sandboxed checks, timing against the baselines, roofline.
+
+``evaluate`` never raises for a candidate's fault: every outcome is an ``EvalResult`` with one status. It raises
+``BadInput`` only for files the user must fix (missing, unparsable, lacking Model/ModelNew/get_inputs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import random
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evaluators import __version__ as tool_version
+from evaluators import static_checks
+from evaluators.baseline import cached_baselines
+from evaluators.judge import (CheckLog, Rejected, audit, build_reference, host_clock_consistent, init_child,
+                              ping_overhead, timed_loop, verify_calls)
+from evaluators.machines import cpu_model_name, hardware_class, machine_model
+from evaluators.policy import EvalRequest
+from evaluators.problem import check_candidate_source
+from evaluators.profile import problem_cost
+from evaluators.result import EvalResult, Status, TimeStats
+from evaluators.sandbox import Child, ChildFailed, SandboxLimits
+from evaluators.stats import speedup as speedup_ci
+from evaluators.stats import summarize
+
+log = logging.getLogger(__name__)
+VERIFY_MODE_CALLS = 40
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "kernelswarm"
+
+
+def timer_kind(device: str) -> str:
+    return torch.device(device).type if torch.device(device).type in ("cuda", "mps") else "cpu"
+
+
+def flush_for(req: EvalRequest, timer: str) -> bool:
+    return req.timing.flush_cpu_cache if timer == "cpu" else req.timing.flush_cache
+
+
+def provenance(device: str, device_name: str) -> dict[str, Any]:
+    return {
+        "kernelswarm": tool_version, "torch": torch.__version__, "cuda": torch.version.cuda,
+        "python": platform.python_version(), "host": socket.gethostname(), "cpu": cpu_model_name(),
+        "device": device, "device_name": device_name, "threads": torch.get_num_threads(),
+        "driver": _driver_version() if device.startswith("cuda") else None,
+    }
+
+
+def _driver_version() -> str | None:
+    try:
+        import subprocess
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
+def _limits(req: EvalRequest) -> SandboxLimits:
+    v = req.verify
+    return SandboxLimits(timeout_s=v.timeout_s, memory_mb=v.memory_mb, max_processes=v.max_processes,
+                         max_file_mb=v.max_file_mb)
+
+
+def precheck(req: EvalRequest) -> EvalResult | None:
+    """The cheap checks that need no device: parse and static rules. None when the candidate may go on."""
+    check_candidate_source(req.candidate_source)
+    findings = static_checks.check_source(req.candidate_source)
+    if findings and req.verify.static == "reject":
+        return EvalResult(status=Status.STATIC_VIOLATION, reason=findings[0].message, device=req.device,
+                          static_flags=tuple(f.message for f in findings), policy=_policy(req))
+    return None
+
+
+def _policy(req: EvalRequest) -> dict[str, Any]:
+    return {"verify": req.verify.to_dict(), "timing": req.timing.to_dict(), "mode": req.mode, "scale": req.scale,
+            "tolerance_rule": "|out-ref| <= atol*max(1,rms(ref)) + rtol*|ref|, float64, NaN/Inf only where the "
+                              "reference has them; relative Frobenius error bounded"}
+
+
+def evaluate(req: EvalRequest) -> EvalResult:
+    early = precheck(req)
+    if early is not None:
+        return early
+    flags = tuple(f.message for f in static_checks.check_source(req.candidate_source))
+    seed = req.verify.seed if req.verify.seed is not None else random.SystemRandom().randrange(1 << 30)
+    rng = random.Random(seed)
+    cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
+    base = dict(device=req.device, static_flags=flags, policy={**_policy(req), "seed": seed})
+    try:
+        ref = build_reference(req.problem_path, req.scale, req.device, seed)
+    except Rejected as r:
+        return EvalResult(status=r.status, reason=r.reason, **base)
+    limits = _limits(req)
+    timer = timer_kind(req.device)
+    checks = CheckLog()
+    t_start = time.monotonic()
+    ready: dict[str, Any] = {}
+    run = None
+    try:
+        with Child(limits, cache_dir, label="candidate") as child:
+            cand_path = child.scratch / "candidate.py"
+            cand_path.write_text(req.candidate_source)
+            ping = ping_overhead(child)
+            try:
+                ready = init_child(child, "candidate", ref, candidate_path=cand_path, timer=timer,
+                                   warmup=req.timing.warmup)
+                verify_calls(child, ref, req.verify, rng, checks)
+                if req.mode == "verify":
+                    run = timed_loop(child, ref, req.verify, req.timing, rng, checks, n_calls=VERIFY_MODE_CALLS,
+                                     flush=False)
+                else:
+                    run = timed_loop(child, ref, req.verify, req.timing, rng, checks, flush=flush_for(req, timer))
+            except Rejected as first:
+                # a replaced judge or changed settings explains a failed check better than the check itself
+                if ready:
+                    audit(child, ready["settings_before"])
+                raise first
+            audit(child, ready["settings_before"])
+            inconsistent = host_clock_consistent(run, ping)
+            if inconsistent:
+                raise Rejected(Status.TIMING_INCONSISTENT, inconsistent)
+    except (Rejected, ChildFailed) as r:
+        return EvalResult(status=r.status, reason=r.reason, device_name=ready.get("device_name", ""),
+                          compile_seconds=ready.get("compile_seconds"), **_errors(checks), **base)
+    device_name = ready.get("device_name", "")
+    policy = {**base["policy"], "network_isolated": ready.get("applied_limits", {}).get("network_isolated"),
+              "state_dict_loaded": ready.get("state_dict_loaded"), "checked_calls": checks.checks,
+              "verify_seconds": round(time.monotonic() - t_start, 3)}
+    base["policy"] = policy
+    result = EvalResult(status=Status.ACCEPTED, reason=f"passed {checks.checks} checks "
+                        f"({req.verify.trials} trials, {len(checks.probe_verdicts)} probes, timed calls)",
+                        device_name=device_name, compile_seconds=ready.get("compile_seconds"),
+                        provenance=provenance(req.device, device_name), **_errors(checks), **base)
+    if req.mode == "verify":
+        return result
+    return _with_timing(req, ref, result, run.samples_ns, limits, cache_dir, timer, rng)
+
+
+def _errors(checks: CheckLog) -> dict[str, Any]:
+    return dict(max_abs_err=checks.max_abs_err if checks.checks else None,
+                max_rel_err=checks.max_rel_err if checks.checks else None,
+                rel_fro_err=checks.rel_fro_err if checks.checks else None,
+                probe_verdicts=tuple(checks.probe_verdicts))
+
+
+def _with_timing(req: EvalRequest, ref, result: EvalResult, samples: list[int], limits: SandboxLimits,
+                 cache_dir: Path, timer: str, rng: random.Random) -> EvalResult:
+    cand = summarize(samples)
+    warnings: list[str] = []
+    try:
+        before = cached_baselines(ref, device_name=result.device_name, timing=req.timing, verify=req.verify,
+                                  limits=limits, cache_dir=cache_dir, timer=timer, rng=rng)
+        after = None
+        if req.timing.rounds >= 2:
+            after = cached_baselines(ref, device_name=result.device_name, timing=req.timing, verify=req.verify,
+                                     limits=limits, cache_dir=cache_dir, timer=timer, rng=rng, fresh=True)
+    except Rejected as r:
+        return dataclasses.replace(result, status=r.status, reason=r.reason, candidate=cand)
+    stats: dict[str, TimeStats] = {}
+    for name in req.timing.baselines:
+        samples_b = list(before[name]["samples_ns"])
+        if after is not None:
+            first, second = summarize(before[name]["samples_ns"]), summarize(after[name]["samples_ns"])
+            drift = abs(second.median_ms - first.median_ms) / first.median_ms
+            if drift > max(2 * req.timing.ci_target, first.rel_half_width + second.rel_half_width):
+                warnings.append(f"the {name} baseline drifted by {drift:.1%} between before and after the "
+                                "candidate; the machine is not quiet, treat the speedup with care")
+            samples_b += after[name]["samples_ns"]
+        stats[name] = summarize(samples_b)
+    best_name = min(stats, key=lambda k: stats[k].median_ms)
+    sp, sp_ci = speedup_ci(cand, stats[best_name])
+    overhead_ms = req.timing.launch_overhead_us / 1000
+    if req.device != "cpu" and stats[best_name].median_ms < overhead_ms:
+        warnings.append(f"the faster baseline takes {stats[best_name].median_ms * 1000:.1f} us per call, so launch "
+                        "overhead dominates; use a larger scale (--scale large) to tell kernels apart")
+    if cand.rel_half_width > req.timing.ci_target:
+        warnings.append(f"the candidate's CI is +-{cand.rel_half_width:.1%}, wider than the target "
+                        f"{req.timing.ci_target:.0%} (time cap reached)")
+    hw = hardware_class(req.device, result.device_name)
+    cost = problem_cost(ref)
+    floor_s = machine_model(hw).floor_seconds(cost["flops"], cost["bytes"])
+    profile = {**cost, "hardware": hw, "floor_ms": floor_s * 1e3,
+               "roofline_fraction": (floor_s * 1e3) / cand.median_ms if cand.median_ms > 0 else None,
+               "faster_baseline": best_name}
+    out = dataclasses.replace(result, candidate=cand, eager=stats.get("eager"), compile=stats.get("compile"),
+                              speedup=sp, speedup_ci=sp_ci, warnings=tuple(warnings), profile=profile,
+                              reason=result.reason + f"; {sp:.2f}x over {best_name}")
+    if floor_s * 1e3 > cand.ci_high_ms:
+        return dataclasses.replace(out, status=Status.SUSPECT_SPEEDUP, reason=(
+            f"measured {cand.median_ms:.4f} ms, below the roofline floor of {floor_s * 1e3:.4f} ms on {hw}; "
+            "held out of the Pareto front until a person approves it"))
+    return out

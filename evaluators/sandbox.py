@@ -1,0 +1,210 @@
+"""The parent's side of the sandbox: start a child, talk to it, watch it, and kill its whole tree.
+
+The child runs in its own session (process group) with a scrubbed environment, its working directory and HOME in
+a scratch folder, and the limits it applies to itself first thing (file size, network). A watchdog thread in the
+parent enforces wall clock, resident memory and process count over the child's whole tree, and the reason for a
+kill becomes the status. The parent never dies with the child: every failure is a ``ChildFailed``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from evaluators import wire
+from evaluators.result import Status
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Variables a child may inherit. Anything else (API keys, tokens, cloud credentials) never reaches it.
+_ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "CUDA_PATH",
+              "LD_LIBRARY_PATH", "CC", "CXX", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+              "OPENBLAS_L2_SIZE", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "SYSTEMROOT")
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxLimits:
+    timeout_s: float = 300.0
+    memory_mb: int = 8192
+    max_processes: int = 16
+    max_file_mb: int = 1024
+    isolate_network: bool = True
+
+
+class ChildFailed(Exception):
+    def __init__(self, status: Status, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def scrubbed_env(scratch: Path, cache_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW}
+    env.update({
+        "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": str(PROJECT_ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1",
+        "TORCH_EXTENSIONS_DIR": str(cache_dir / "torch_extensions"),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"),
+        "TRITON_CACHE_DIR": str(cache_dir / "triton"),
+        # compile in-process: no worker pool that would count against the process limit
+        "TORCHINDUCTOR_COMPILE_THREADS": "1",
+    })
+    return env
+
+
+class Child:
+    """One sandboxed child process. Use as a context manager; ``request`` sends a frame and waits for the answer."""
+
+    def __init__(self, limits: SandboxLimits, cache_dir: Path, label: str = "child"):
+        self.limits = limits
+        self.cache_dir = Path(cache_dir)
+        self.label = label
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"kswarm-{label}-"))
+        self._kill_reason: tuple[Status, str] | None = None
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + limits.timeout_s
+        self._known: dict[int, psutil.Process] = {}
+        self.proc: subprocess.Popen | None = None
+
+    # lifecycle -------------------------------------------------------------------------------------------
+    def __enter__(self) -> "Child":
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        c_read, p_write = os.pipe()
+        p_read, c_write = os.pipe()
+        self._log = open(self.scratch / "child.log", "wb")
+        child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
+            pass_fds=(c_read, c_write), cwd=self.scratch, env=scrubbed_env(self.scratch, self.cache_dir),
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        os.close(c_read)
+        os.close(c_write)
+        self._rfd, self._wfd = p_read, p_write
+        self._watch = threading.Thread(target=self._watchdog, name=f"kswarm-watchdog-{self.label}", daemon=True)
+        self._watch.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None and self._kill_reason is None:
+            try:
+                wire.send(self._wfd, "bye")
+                wire.recv(self._rfd, deadline=time.monotonic() + 5)
+                self.proc.wait(timeout=5)
+            except (wire.WireError, OSError, subprocess.TimeoutExpired):
+                pass
+        self._stop.set()
+        self.kill_tree()
+        for fd in (self._rfd, self._wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._log.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return (self.scratch / "child.log").read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    # watching --------------------------------------------------------------------------------------------
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for p in procs:
+            self._known.setdefault(p.pid, p)
+        return procs
+
+    def _watchdog(self) -> None:
+        while not self._stop.is_set() and self.proc.poll() is None:
+            procs = self._tree()
+            rss = 0
+            for p in procs:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            if rss > self.limits.memory_mb << 20:
+                self._kill(Status.OUT_OF_MEMORY, f"used {rss >> 20} MB of resident memory, over the limit of "
+                           f"{self.limits.memory_mb} MB; reduce the candidate's memory or raise verify.memory_mb")
+            elif len(procs) > self.limits.max_processes:
+                self._kill(Status.RESOURCE_ABUSE, f"started {len(procs)} processes, over the limit of "
+                           f"{self.limits.max_processes}; candidates must not spawn processes")
+            elif time.monotonic() > self._deadline:
+                self._kill(Status.TIMEOUT, f"ran past the wall-clock limit of {self.limits.timeout_s:.0f} s; "
+                           "look for a hang or raise verify.timeout_s")
+            self._stop.wait(0.05)
+
+    def _kill(self, status: Status, reason: str) -> None:
+        if self._kill_reason is None:
+            self._kill_reason = (status, reason)
+            log.info("%s: killing child tree: %s", self.label, reason)
+        self.kill_tree()
+
+    def kill_tree(self) -> None:
+        if self.proc is None:
+            return
+        procs = {p.pid: p for p in self._tree()}
+        procs.update(self._known)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for p in procs.values():
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            log.warning("%s: child %d did not die after SIGKILL", self.label, self.proc.pid)
+
+    # talking ---------------------------------------------------------------------------------------------
+    def request(self, kind: str, payload: Any = None, max_bytes: int = 1 << 36) -> tuple[str, Any]:
+        try:
+            wire.send(self._wfd, kind, payload)
+            return wire.recv(self._rfd, max_bytes=max_bytes, deadline=self._deadline)
+        except wire.WireTimeout:
+            self._kill(Status.TIMEOUT, f"ran past the wall-clock limit of {self.limits.timeout_s:.0f} s; "
+                       "look for a hang or raise verify.timeout_s")
+        except (wire.WireError, OSError, BrokenPipeError) as e:
+            self._classify_exit(e)
+        raise ChildFailed(*self._kill_reason)
+
+    def _classify_exit(self, err: Exception) -> None:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._kill(Status.CRASHED, f"broke the protocol ({err}); its process was killed")
+            return
+        if self._kill_reason is not None:
+            return
+        tail = self.log_tail(300).strip().splitlines()
+        last = f" (last output: {tail[-1][:160]})" if tail else ""
+        if code >= 0:
+            self._kill_reason = (Status.EARLY_EXIT, f"the process exited with code {code} before the checks "
+                                 f"finished; candidate code must not call sys.exit, os._exit or exit{last}")
+        elif -code == getattr(signal, "SIGXFSZ", 25):
+            self._kill_reason = (Status.RESOURCE_ABUSE, f"wrote a file over the limit of "
+                                 f"{self.limits.max_file_mb} MB; candidates must not write large files")
+        else:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            self._kill_reason = (Status.CRASHED, f"the process was killed by {name}{last}")

@@ -1,0 +1,124 @@
+"""The message format between the trusted parent and the sandboxed child.
+
+A frame is a JSON header plus raw tensor bytes. Nothing is unpickled: a child that runs hostile code can send
+wrong values, but never code. Tensors travel as (dtype, shape, bytes) and are rebuilt with ``torch.frombuffer``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import struct
+import time
+from typing import Any
+
+import torch
+
+_LEN = struct.Struct("<Q")
+_DTYPES = {str(d): d for d in (
+    torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.uint8, torch.int16,
+    torch.int32, torch.int64, torch.bool, torch.complex64, torch.complex128)}
+
+
+class WireError(Exception):
+    """The peer sent something that is not a valid frame, or closed the pipe."""
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().to("cpu").contiguous()
+    return t.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def pack(obj: Any, blobs: list[bytes]) -> Any:
+    """Turn a tree of JSON values, tuples and tensors into JSON; tensor bytes are appended to ``blobs``."""
+    if isinstance(obj, torch.Tensor):
+        blobs.append(_tensor_bytes(obj))
+        return {"__t__": len(blobs) - 1, "dtype": str(obj.dtype), "shape": list(obj.shape)}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [pack(x, blobs) for x in obj]}
+    if isinstance(obj, list):
+        return [pack(x, blobs) for x in obj]
+    if isinstance(obj, dict):
+        return {"__dict__": [[str(k), pack(v, blobs)] for k, v in obj.items()]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot send a {type(obj).__name__}")
+
+
+def unpack(obj: Any, blobs: list[memoryview]) -> Any:
+    if isinstance(obj, list):
+        return [unpack(x, blobs) for x in obj]
+    if isinstance(obj, dict):
+        if "__t__" in obj:
+            dtype = _DTYPES.get(obj["dtype"])
+            if dtype is None:
+                raise WireError(f"unsupported dtype {obj['dtype']!r}")
+            shape = [int(s) for s in obj["shape"]]
+            raw = blobs[int(obj["__t__"])]
+            flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if len(raw) else torch.empty(0, dtype=torch.uint8)
+            n = 1
+            for s in shape:
+                n *= s
+            if flat.numel() != n * torch.empty((), dtype=dtype).element_size():
+                raise WireError("tensor byte count does not match its shape and dtype")
+            return flat.view(dtype).reshape(shape)
+        if "__tuple__" in obj:
+            return tuple(unpack(x, blobs) for x in obj["__tuple__"])
+        if "__dict__" in obj:
+            return {k: unpack(v, blobs) for k, v in obj["__dict__"]}
+        raise WireError("unknown object in frame")
+    return obj
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def send(fd: int, kind: str, payload: Any = None) -> None:
+    blobs: list[bytes] = []
+    header = json.dumps({"kind": kind, "payload": pack(payload, blobs),
+                         "sizes": [len(b) for b in blobs]}).encode()
+    _write_all(fd, _LEN.pack(len(header)) + header)
+    for b in blobs:
+        _write_all(fd, b)
+
+
+class WireTimeout(WireError):
+    """No complete frame arrived before the deadline."""
+
+
+def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise WireTimeout("no answer before the deadline")
+        chunk = os.readv(fd, [view[got:]])
+        if chunk == 0:
+            raise WireError("peer closed the pipe")
+        got += chunk
+    return buf
+
+
+def recv(fd: int, max_bytes: int = 1 << 36, deadline: float | None = None) -> tuple[str, Any]:
+    """Read one frame. ``max_bytes`` bounds what an untrusted peer can make us allocate; ``deadline`` is a
+    ``time.monotonic()`` value after which WireTimeout is raised."""
+    (hlen,) = _LEN.unpack(_read_exact(fd, _LEN.size, deadline))
+    if hlen > 64 << 20:
+        raise WireError("frame header too large")
+    try:
+        header = json.loads(_read_exact(fd, hlen, deadline))
+        sizes = [int(s) for s in header["sizes"]]
+        kind = str(header["kind"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise WireError(f"malformed frame header: {e}") from None
+    if sum(sizes) > max_bytes or any(s < 0 for s in sizes):
+        raise WireError("frame larger than allowed")
+    blobs = [memoryview(_read_exact(fd, s, deadline)) for s in sizes]
+    return kind, unpack(header["payload"], blobs)
