@@ -1,0 +1,119 @@
+"""Applying named rewrites to a problem and rendering the result as a candidate source.
+
+A rewrite is a module with ``NAME``, ``applies(gm) -> bool`` (does it change this traced graph?), ``transform(ctx)
+-> bool`` (mutate the context's graph and emission; True if it changed anything) and ``rewrite(problem, params)
+-> str | None`` (the candidate source of that rewrite alone). ``generate`` composes several in order and checks that
+the candidate is the same at every scale of the problem, so that nothing traced at one size is baked into it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch.fx as fx
+
+from proposers.rewrites.codegen import CodegenError, Emission, render, render_wrapper
+from proposers.rewrites.problem import Problem, Traced, trace_problem
+
+log = logging.getLogger(__name__)
+
+# name -> module; imported only when used
+REWRITES: dict[str, str] = {
+    "linear_chain": "proposers.rewrites.linear_chain",
+    "scale_bias_fold": "proposers.rewrites.scale_bias_fold",
+    "bn_fold": "proposers.rewrites.bn_fold",
+    "norm_affine_fold": "proposers.rewrites.norm_affine_fold",
+    "residual_fold": "proposers.rewrites.residual_fold",
+    "reduce_reassoc": "proposers.rewrites.reduce_reassoc",
+    "conv_pool_fold": "proposers.rewrites.conv_pool_fold",
+    "algebraic": "proposers.rewrites.algebraic",
+    "parallel_linears": "proposers.rewrites.parallel_linears",
+    "sdpa": "proposers.rewrites.sdpa",
+    "avgpool_conv": "proposers.rewrites.avgpool_conv",
+    "channels_last": "proposers.rewrites.channels_last",
+    "cpp_fusion": "proposers.rewrites.cpp_fusion",
+    "compile": "proposers.rewrites.compile",
+}
+
+
+class UnknownRewrite(ValueError):
+    pass
+
+
+def rewrite_module(name: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(REWRITES[name])
+    except KeyError:
+        raise UnknownRewrite(f"unknown rewrite {name!r}; valid: {', '.join(sorted(REWRITES))}") from None
+
+
+@dataclasses.dataclass
+class Context:
+    """What a rewrite works on: a mutable copy of the traced graph and the emission it adds to."""
+
+    traced: Traced
+    gm: fx.GraphModule
+    em: Emission
+    params: Mapping[str, Any]
+
+
+def trace_all(problem: Problem) -> list[Traced] | None:
+    """The problem traced at every scale, or None if any scale cannot be traced."""
+    out = []
+    for scale in problem.scales():
+        t = trace_problem(problem, scale)
+        if t is None:
+            return None
+        out.append(t)
+    return out
+
+
+def generate(problem: Problem, names: Sequence[str], params: Mapping[str, Any] | None = None,
+             traces: Sequence[Traced] | None = None) -> str | None:
+    """The candidate source after applying ``names`` in order, or None when they change nothing.
+
+    ``params`` may hold ``compile`` (inductor options) and per-rewrite settings. A list that only compiles yields a
+    wrapper around the reference forward and needs no trace.
+    """
+    params = dict(params or {})
+    title = " + ".join(names)
+    graph_names = [n for n in names if n != "compile"]
+    compiled = "compile" in names
+    if not graph_names:
+        if not compiled:
+            return None
+        em = Emission(compile_options=dict(params.get("compile") or {}))
+        return render_wrapper(problem, em, title)
+    if traces is None:
+        traces = trace_all(problem)
+    if not traces:
+        return None
+    sources = set()
+    for t in traces:
+        ctx = Context(t, t.fresh_graph_module(), Emission(), params)
+        changed = False
+        for name in graph_names:
+            mod = rewrite_module(name)
+            try:
+                changed = bool(mod.transform(ctx)) or changed
+            except CodegenError as e:
+                log.info("rewrite %s does not apply to %s: %s", name, problem.problem_id, e)
+                return None
+        if not changed:
+            return None
+        if compiled:
+            ctx.em.compile_options = dict(params.get("compile") or {})
+        try:
+            ctx.gm.graph.lint()
+            sources.add(render(problem, ctx.gm, ctx.em, title))
+        except (CodegenError, RuntimeError) as e:
+            log.info("cannot render %s for %s: %s", title, problem.problem_id, e)
+            return None
+    if len(sources) != 1:
+        log.info("%s differs between scales of %s; not proposed", title, problem.problem_id)
+        return None
+    return sources.pop()
