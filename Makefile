@@ -1,0 +1,25 @@
+# Quick start: `make run` (set up, then the quickstart job) and `make test` (set up, then the tests).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kswarm-installed
+
+.PHONY: setup run test clean
+
+setup: $(STAMP)
+
+# torch first, and only when missing: a bare torch requirement would pull a CUDA build of several GB.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/kswarm bench experiments/problems/level2/stacked_linears.py experiments/candidates/stacked_linears_merged.py
+
+test: setup
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) tmp runs
