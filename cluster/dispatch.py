@@ -200,8 +200,10 @@ class Dispatcher:
                     self._handle(ref)
             elif wait_s > 0:
                 time.sleep(wait_s)          # work queued, no actor yet: waiting for hardware
-            self._check_timeouts(time.monotonic())
-            if self._out or not self._pending or (end is not None and time.monotonic() >= end):
+            now = time.monotonic()
+            self._check_timeouts(now)
+            if self._out or not self._pending or (end is not None and now >= end):
+                self._pump(now)             # keep the devices busy while the caller handles these results
                 out, self._out = self._out, []
                 return out
 
@@ -404,7 +406,7 @@ class Dispatcher:
                                        reason=f"evaluator raised {_first_line(exc.cause or exc)}"))
 
     def _on_lost(self, flight: _Flight, exc: RayError) -> None:
-        why = f"{type(exc).__name__}: {_first_line(exc)}"
+        why = _first_line(exc)
         if flight.slot is not None and not flight.slot.retired:
             self._retire(flight.slot, why=why, charged=flight)
             self._reconcile()

@@ -44,8 +44,8 @@ def ensure_ray(
     - No address: start a local Ray with ``resources`` (default: this machine's detected ``hw:`` resources) and
       as many GPUs as CUDA devices were detected, unless ``num_gpus`` says otherwise.
 
-    Ray itself reads RAY_ADDRESS when ``address`` is None: a caller inside ``ray job submit`` should pass
-    ``address="auto"`` (the CLI decides from its environment; this library does not read it).
+    No address always means a new local Ray, even where RAY_ADDRESS is set: a caller inside ``ray job submit``
+    passes ``address="auto"`` (the CLI decides from its environment; this library does not read it).
     """
     if ray.is_initialized():
         ctx = ray.get_runtime_context()
@@ -62,7 +62,8 @@ def ensure_ray(
             devices = hardware.detect_devices()
             resources = hardware.hardware_resources(devices) if resources is None else resources
             num_gpus = hardware.num_cuda(devices) if num_gpus is None else num_gpus
-        ray.init(resources=dict(resources), num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=temp_dir,
+        # "local" starts a new Ray even where RAY_ADDRESS points elsewhere: no address means this machine.
+        ray.init(address="local", resources=dict(resources), num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=temp_dir,
                  object_store_memory=object_store_memory, include_dashboard=include_dashboard, **kwargs)
         started = True
     ctx = ray.get_runtime_context()
