@@ -53,8 +53,10 @@ class ChildFailed(Exception):
 
 def scrubbed_env(scratch: Path, cache_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW}
+    # the project first, then whatever package folders the parent was given (air-gapped hosts carry wheels there)
+    paths = [str(PROJECT_ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
     env.update({
-        "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": str(PROJECT_ROOT),
+        "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": os.pathsep.join(paths),
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1",
         "TORCH_EXTENSIONS_DIR": str(cache_dir / "torch_extensions"),
         "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"),

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The foundation's GPU proofs, in one call on a CUDA host (run from the repository root):
+#   the CUDA timer against triton.testing.do_bench, the GPU-only cheats (side stream, allocator reuse) rejected,
+#   honest Triton and algebraic candidates accepted and benchmarked at --scale large.
+# Usage: OUT=/some/dir bash experiments/gpu/foundation_gpu.sh     (writes logs and JSON under $OUT)
+set -u
+OUT=${OUT:-/tmp/kswarm-gpu}
+mkdir -p "$OUT"
+export PYTHONPATH=".:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+KS="python3 -m search.cli"
+C=tests/fixtures/candidates/gpu
+P=experiments/problems
+CACHE=/tmp/kswarm-cache
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
+  python3 -m pytest -q -p no:cacheprovider tests/evaluators/test_timers.py
+  python3 experiments/gpu/cuda_timer_check.py
+} 2>&1 | tee "$OUT/timer.log"
+run() {  # name, then kswarm arguments
+  local name=$1; shift
+  $KS "$@" --device cuda --cache-dir $CACHE --json > "$OUT/$name.json" 2> "$OUT/$name.err"
+  echo "$name rc=$? $(python3 -c "import json,sys; d=json.load(open('$OUT/$name.json')); print(d['status'], '|', d['reason'][:150], '| speedup', d.get('speedup'))" 2>/dev/null)"
+}
+{
+  run g01_warn    verify $P/level1/matmul.py $C/g01_side_stream_matmul.py --scale large --static warn
+  run g01_reject  verify $P/level1/matmul.py $C/g01_side_stream_matmul.py --scale large
+  run g02_warn    verify $P/level1/matmul.py $C/g02_allocator_reuse.py --scale large --static warn
+  run g03_verify  verify $P/level1/softmax.py $C/g03_honest_triton_softmax.py --scale large
+  run g04_verify  verify $P/level2/stacked_linears.py $C/g04_honest_stacked_linears_merged.py --scale large
+  run g03_bench   bench $P/level1/softmax.py $C/g03_honest_triton_softmax.py --scale large --time-cap 5
+  run g04_bench   bench $P/level2/stacked_linears.py $C/g04_honest_stacked_linears_merged.py --scale large --time-cap 5
+  run g04_bench2  bench $P/level2/stacked_linears.py $C/g04_honest_stacked_linears_merged.py --scale large --time-cap 5
+} 2>&1 | tee "$OUT/verdicts.log"
