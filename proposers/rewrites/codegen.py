@@ -33,7 +33,9 @@ HELPERS: dict[str, str] = {
 def _ks_get(m, path):
     owner, _, leaf = path.rpartition(".")
     t = getattr(m.get_submodule(owner) if owner else m, leaf)
-    return None if t is None else t.detach().double()
+    if t is None or isinstance(t, (int, float)):
+        return t
+    return t.detach().double()
 ''',
     "_ks_raw": '''
 def _ks_raw(m, path):

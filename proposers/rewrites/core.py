@@ -32,6 +32,7 @@ REWRITES: dict[str, str] = {
     "conv_pool_fold": "proposers.rewrites.conv_pool_fold",
     "algebraic": "proposers.rewrites.algebraic",
     "parallel_linears": "proposers.rewrites.parallel_linears",
+    "concat_linears": "proposers.rewrites.concat_linears",
     "sdpa": "proposers.rewrites.sdpa",
     "avgpool_conv": "proposers.rewrites.avgpool_conv",
     "channels_last": "proposers.rewrites.channels_last",

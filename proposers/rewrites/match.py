@@ -147,7 +147,20 @@ def shape(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return ()
     if isinstance(value, fx.Node):
+        if type(value.meta.get("value")) in (int, float):
+            return ()
         return node_shape(value)
+    return None
+
+
+def number(value: Any) -> float | None:
+    """The value of a Python number, or of a node known to hold one (a proxied size or scale)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, fx.Node) and type(value.meta.get("value")) in (int, float):
+        return float(value.meta["value"])
     return None
 
 

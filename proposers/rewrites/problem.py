@@ -97,8 +97,52 @@ class Problem:
 
 
 class _Tracer(fx.Tracer):
-    # Buffers (masks, running statistics) stay symbolic so that the generated code reads them from the module.
+    """Buffers (masks, running statistics) stay symbolic so that the generated code reads them from the module.
+
+    With ``proxy_scalars``, int and float attributes of the model's own (non-``torch.nn``) modules are read through
+    ``get_attr`` nodes too (``self.num_heads``), so that sizes derived from the init arguments are not baked into
+    the generated forward. A forward that branches on such a value cannot be traced this way; the caller retries
+    without.
+    """
+
     proxy_buffer_attributes = True
+
+    def __init__(self, proxy_scalars: bool = False):
+        super().__init__()
+        self.proxy_scalars = proxy_scalars
+        self._saved: list[tuple[torch.nn.Module, str, Any]] = []
+
+    def create_args_for_root(self, root_fn, is_module, concrete_args=None):
+        out = super().create_args_for_root(root_fn, is_module, concrete_args)
+        if self.proxy_scalars and is_module:
+            for name, mod in self.root.named_modules():
+                if type(mod).__module__.startswith("torch.nn"):
+                    continue
+                for attr, val in list(vars(mod).items()):
+                    if type(val) in (int, float) and not attr.startswith("_"):
+                        proxy = self.create_proxy("get_attr", f"{name}.{attr}" if name else attr, (), {})
+                        proxy.node.meta["value"] = val
+                        mod.__dict__[attr] = proxy
+                        self._saved.append((mod, attr, val))
+        return out
+
+    def trace(self, root, concrete_args=None):
+        try:
+            return super().trace(root, concrete_args)
+        finally:
+            for mod, attr, val in self._saved:
+                mod.__dict__[attr] = val
+            self._saved.clear()
+
+
+class _ScalarShapeProp(ShapeProp):
+    """Shape propagation that also records Python numbers (sizes, scales) in ``node.meta["value"]``."""
+
+    def run_node(self, n):
+        result = super().run_node(n)
+        if type(result) in (int, float):
+            n.meta["value"] = result
+        return result
 
 
 @dataclasses.dataclass
@@ -135,15 +179,20 @@ def trace_problem(problem: Problem, scale: str = "default") -> Traced | None:
     except (ProblemError, Exception) as e:
         log.info("cannot build %s at scale %s: %s", problem.problem_id, scale, e)
         return None
-    try:
-        graph = _Tracer().trace(model)
-        gm = fx.GraphModule(model, graph, class_name="Traced")
-    except Exception as e:  # fx raises many kinds for untraceable Python; all mean "no graph"
-        log.info("cannot trace %s: %s: %s", problem.problem_id, type(e).__name__, e)
+    gm = None
+    for proxy_scalars in (True, False):
+        try:
+            graph = _Tracer(proxy_scalars).trace(model)
+            gm = fx.GraphModule(model, graph, class_name="Traced")
+            break
+        except Exception as e:  # fx raises many kinds for untraceable Python; all mean "no graph"
+            log.info("cannot trace %s (scalars proxied: %s): %s: %s", problem.problem_id, proxy_scalars,
+                     type(e).__name__, e)
+    if gm is None:
         return None
     shapes_known = True
     try:
-        ShapeProp(gm).propagate(*_meta_inputs(mod))
+        _ScalarShapeProp(gm).propagate(*_meta_inputs(mod))
     except Exception as e:  # some ops have no meta kernel; rewrites that need shapes then decline
         log.info("no shapes for %s: %s: %s", problem.problem_id, type(e).__name__, e)
         shapes_known = False
