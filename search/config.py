@@ -10,11 +10,15 @@ import dataclasses
 import difflib
 import glob
 import json
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
+
+try:
+    import tomllib
+except ModuleNotFoundError:   # Python 3.10: the same parser, packaged as tomli
+    import tomli as tomllib
 
 from evaluators.policy import TimingPolicy, VerifyPolicy
 from search import atomic

@@ -144,9 +144,9 @@ def export(campaign_dir: str | Path, out_dir: str | Path, remeasure: Remeasure |
     out.mkdir(parents=True, exist_ok=True)
     _remove_previous_export(out)
     table = read_population(campaign_dir)
-    acc = views.accepted(table)
+    acc = views.accepted(table.select(["problem_id", "hardware", "status", "speedup"]))
     islands = sorted({(p, h) for p, h in zip(acc.column("problem_id").to_pylist(),
-                                             acc.column("hardware").to_pylist())})
+                                             acc.column("hardware").to_pylist(), strict=True)})
     entries: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []

@@ -31,10 +31,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 
 def render_manifest_md(m: Mapping[str, Any]) -> str:
+    again = ("each was verified and timed again before export" if m["remeasured"]
+             else "figures are from the campaign, not remeasured")
     lines = [f"# Export of campaign {m['campaign'] or '(empty)'}", "",
              f"Exported {m['exported_at']} by kernelswarm {m['kernelswarm_version']} from `{m['campaign_dir']}` "
              f"({m['evaluations']} evaluations). Modules beat the faster of eager and torch.compile by more than "
-             f"{m['min_speedup']}x; {'each was verified and timed again before export' if m['remeasured'] else 'figures are from the campaign, not remeasured'}.",
+             f"{m['min_speedup']}x; {again}.",
              "", "Speedups are medians over the faster baseline with their 95% confidence interval.", ""]
     rows = []
     for e in m["modules"]:

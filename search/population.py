@@ -40,6 +40,9 @@ class Population:
         self._keys: set[str] = set()
         self._version = 0
         self._memo: dict[str, Any] = {}
+        # kept up to date per append: a new best can only come from the new rows (see _add)
+        self._best = views.best(empty_table())
+        self._status_counts: dict[str, int] = {}
         self.refresh()
 
     @classmethod
@@ -83,13 +86,12 @@ class Population:
     def refresh(self) -> int:
         """Take in rows appended since the last refresh (by this or another process); returns how many."""
         tables, self._cursor = self.store.read_new(self._cursor)
-        added = 0
-        for t in tables:
-            fresh = self._only_new(conform(t))
-            if fresh.num_rows:
-                self._add(fresh)
-                added += fresh.num_rows
-        return added
+        if not tables:
+            return 0
+        fresh = self._only_new(pa.concat_tables([conform(t) for t in tables]))
+        if fresh.num_rows:
+            self._add(fresh)
+        return fresh.num_rows
 
     def _only_new(self, table: pa.Table) -> pa.Table:
         table = views.dedup(table)
@@ -101,9 +103,15 @@ class Population:
 
     def _add(self, table: pa.Table) -> None:
         self._keys.update(table.column("eval_key").to_pylist())
+        # The ranking of rows is a fixed total order (ties: earlier row first), so the best of (old winners +
+        # new rows) is the best of all rows.
+        self._best = views.best(pa.concat_tables([self._best, table]))
+        for status, n in views.status_counts(table).items():
+            self._status_counts[status] = self._status_counts.get(status, 0) + n
         self._chunks.append(table.combine_chunks())
-        # Merge neighbours of similar size: O(log n) chunks, and each row is copied O(log n) times in all.
-        while len(self._chunks) > 1 and self._chunks[-2].num_rows <= 2 * self._chunks[-1].num_rows:
+        # A binary counter: merge the last two chunks while the older is no larger. That keeps O(log n) chunks
+        # (queries stay vectorised) and copies each row O(log n) times over the population's life.
+        while len(self._chunks) > 1 and self._chunks[-2].num_rows <= self._chunks[-1].num_rows:
             last = self._chunks.pop()
             self._chunks[-1] = pa.concat_tables([self._chunks[-1], last]).combine_chunks()
         self._table = None
@@ -141,7 +149,7 @@ class Population:
 
     def best(self) -> pa.Table:
         """The best accepted row per (problem_id, hardware)."""
-        return self._cached("best", lambda: views.best(self.table))
+        return self._best
 
     def top(self, problem_id: str, hardware: str, k: int = 5) -> pa.Table:
         """The ``k`` best accepted rows of one island, best first."""
@@ -155,7 +163,7 @@ class Population:
         return views.recent_failures(self.table, k, problem_id=problem_id, hardware=hardware)
 
     def status_counts(self) -> dict[str, int]:
-        return dict(self._cached("status_counts", lambda: views.status_counts(self.table)))
+        return dict(sorted(self._status_counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def seen_candidate_ids(self, problem_id: str | None = None) -> frozenset[str]:
         return self._cached(f"seen:{problem_id}",

@@ -99,7 +99,8 @@ def build(table: pa.Table, out_dir: Path) -> tuple[list[Block], list[Path]]:
     blocks.append(Block("h2", "Pareto fronts"))
     blocks.append(Block("p", "Accepted candidates per problem, speedup against error; ringed points are on their "
                              "hardware class's front."))
-    for pid in sorted(set(views.accepted(table).column("problem_id").to_pylist())):
+    for pid in sorted(set(views.accepted(table.select(["problem_id", "status", "speedup"])).column(
+            "problem_id").to_pylist())):
         made.append(plots.pareto_scatter(report_data.pareto_points(table, pid), pid,
                                          pdir / f"pareto__{_slug(pid)}.png"))
         blocks.append(Block("img", f"Pareto front of {pid}", src=_rel(made[-1])))

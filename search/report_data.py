@@ -68,7 +68,7 @@ def best_so_far(table: pa.Table) -> pa.Table:
     ok = pc.and_(pc.equal(t.column("status"), views.ACCEPTED), pc.is_valid(t.column("speedup")))
     gain = np.log(np.maximum(pc.fill_null(pc.if_else(ok, t.column("speedup"), 1.0), 1.0).to_numpy(
         zero_copy_only=False), 1.0))
-    gid = views._group_ids(t, ["problem_id", "hardware"])
+    gid = views.group_ids(t, ["problem_id", "hardware"])
     # running max of gain within each (problem, hardware), then how much each evaluation raised it
     by_group = np.lexsort((np.arange(n), gid))
     offset = (gain.max() + 1.0) * gid[by_group]

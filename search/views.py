@@ -30,7 +30,8 @@ def dedup(table: pa.Table) -> pa.Table:
     return table.take(pa.array(np.sort(first.to_numpy())))
 
 
-def select(table: pa.Table, *, problem_id: str | None = None, hardware: str | None = None,
+def select(table: pa.Table, *, problem_id: str | Sequence[str] | None = None,
+           hardware: str | Sequence[str] | None = None,
            status: str | Sequence[str] | None = None) -> pa.Table:
     """Rows matching every given filter."""
     mask = None
@@ -43,13 +44,17 @@ def select(table: pa.Table, *, problem_id: str | None = None, hardware: str | No
     return table if mask is None else table.filter(mask)
 
 
+def accepted_mask(table: pa.Table) -> pa.ChunkedArray:
+    """True where a row is accepted and has a speedup."""
+    return pc.and_(pc.equal(table.column("status"), ACCEPTED), pc.is_valid(table.column("speedup")))
+
+
 def accepted(table: pa.Table) -> pa.Table:
     """Accepted rows that have a speedup. ``suspect_speedup`` is not accepted and never appears here."""
-    return table.filter(pc.and_(pc.equal(table.column("status"), ACCEPTED),
-                                pc.is_valid(table.column("speedup"))))
+    return table.filter(accepted_mask(table))
 
 
-def _group_ids(table: pa.Table, by: Sequence[str]) -> np.ndarray:
+def group_ids(table: pa.Table, by: Sequence[str]) -> np.ndarray:
     """A dense int64 id per distinct combination of the ``by`` columns."""
     gid = np.zeros(table.num_rows, dtype=np.int64)
     for col in by:
@@ -61,20 +66,23 @@ def _group_ids(table: pa.Table, by: Sequence[str]) -> np.ndarray:
 def top(table: pa.Table, k: int = 1, *, by: Sequence[str] = ("problem_id", "hardware")) -> pa.Table:
     """The ``k`` accepted rows with the highest speedup per group of ``by``, best first within a group.
 
-    Ties go to the lower compile time, then to the shorter source.
+    Ties go to the lower compile time, then to the shorter source. Only narrow columns are scanned; whole rows
+    are gathered for the winners alone.
     """
-    acc = accepted(table)
-    if acc.num_rows == 0:
-        return acc
-    gid = _group_ids(acc, by)
-    speed = acc.column("speedup").to_numpy(zero_copy_only=False)
-    comp = pc.fill_null(acc.column("compile_seconds"), np.inf).to_numpy(zero_copy_only=False)
-    size = pc.utf8_length(acc.column("source")).to_numpy(zero_copy_only=False)
+    idx = pc.indices_nonzero(accepted_mask(table))
+    if len(idx) == 0:
+        return table.schema.empty_table()
+    narrow = table.select([*by, "speedup", "compile_seconds"]).take(idx)
+    gid = group_ids(narrow, by)
+    speed = narrow.column("speedup").to_numpy(zero_copy_only=False)
+    comp = pc.fill_null(narrow.column("compile_seconds"), np.inf).to_numpy(zero_copy_only=False)
+    size = pc.binary_length(table.column("source")).take(idx)
+    size = pc.fill_null(size, 0).to_numpy(zero_copy_only=False)
     order = np.lexsort((size, comp, -speed, gid))
     g = gid[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
-    picked = acc.take(pa.array(order[rank < k]))
+    picked = table.take(idx.to_numpy()[order[rank < k]])
     return picked.sort_by([(c, "ascending") for c in by] + [("speedup", "descending")])
 
 
@@ -84,7 +92,10 @@ def best(table: pa.Table) -> pa.Table:
 
 
 def lineage(table: pa.Table, candidate_id: str) -> pa.Table:
-    """The rows of ``candidate_id`` and of all its ancestors, oldest generation first."""
+    """The rows of ``candidate_id`` and of all its ancestors in its problem, oldest generation first."""
+    own = table.filter(pc.equal(table.column("candidate_id"), candidate_id))
+    # ancestry stays within a problem (migration crosses hardware classes, not problems): search only there
+    table = select(table, problem_id=pc.unique(own.column("problem_id")).to_pylist())
     ids = table.column("candidate_id")
     found: set[str] = set()
     frontier = {candidate_id}
@@ -102,7 +113,9 @@ def lineage(table: pa.Table, candidate_id: str) -> pa.Table:
 def recent_failures(table: pa.Table, k: int = 20, *, problem_id: str | None = None,
                     hardware: str | None = None, columns: Sequence[str] | None = FAILURE_COLUMNS) -> pa.Table:
     """The ``k`` most recent rejected or failed rows with their reasons, newest first."""
-    t = select(table, problem_id=problem_id, hardware=hardware)
+    t = table if columns is None else table.select(list(dict.fromkeys([*columns, "problem_id", "hardware",
+                                                                          "status", "created_at"])))
+    t = select(t, problem_id=problem_id, hardware=hardware)
     t = t.filter(pc.not_equal(t.column("status"), ACCEPTED))
     if columns is not None:
         t = t.select(list(columns))
@@ -125,7 +138,8 @@ def counts(table: pa.Table, by: Sequence[str] = ("hardware", "status")) -> pa.Ta
 
 def seen_candidate_ids(table: pa.Table, *, problem_id: str | None = None) -> frozenset[str]:
     """Candidate ids already evaluated (on any hardware), for deduplication before dispatch."""
-    return frozenset(pc.unique(select(table, problem_id=problem_id).column("candidate_id")).to_pylist())
+    t = select(table.select(["problem_id", "candidate_id"]), problem_id=problem_id)
+    return frozenset(pc.unique(t.column("candidate_id")).to_pylist())
 
 
 def candidate_dicts(table: pa.Table) -> list[dict[str, Any]]:

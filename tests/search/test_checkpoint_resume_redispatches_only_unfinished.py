@@ -29,10 +29,12 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
 
 
 def test_rng_continues_where_it_stopped() -> None:
+    def draw(r):
+        return [r.random() for _ in range(5)]
+
     for rng in (random.Random(3), np.random.default_rng(3)):
         state = json.loads(json.dumps(rng_state(rng)))
         again = restore_rng(state)
-        draw = (lambda r: [r.random() for _ in range(5)])
         assert draw(again) == draw(rng)
 
 

@@ -43,7 +43,7 @@ def test_cross_hardware_ranks(tmp_path: Path) -> None:
                 row("cpu_only", speedup=3.0, hardware="cpu"), row("meh", speedup=1.0, hardware="cpu"),
                 row("meh", speedup=1.0, hardware="h100")])
     r = pareto.candidate_ranks(pop.table, "add")
-    got = dict(zip(r.column("candidate_id").to_pylist(), r.column("pareto_rank").to_pylist()))
+    got = dict(zip(r.column("candidate_id").to_pylist(), r.column("pareto_rank").to_pylist(), strict=True))
     assert got == {cid("both"): 0, cid("cpu_only"): 0, cid("meh"): 1}
     assert r.column("speedup@h100").to_pylist()[r.column("candidate_id").to_pylist().index(cid("cpu_only"))] is None
 

@@ -77,3 +77,18 @@ def test_candidate_dicts_rebuild_candidates(pop: Population) -> None:
     from proposers.base import Candidate
     d = views.candidate_dicts(pop.top("add", "cpu", k=1))[0]
     assert Candidate.from_dict(d).id == d["id"] == cid("g")
+
+
+def test_best_kept_up_per_append_equals_best_recomputed(tmp_path: Path) -> None:
+    import random
+    rng = random.Random(5)
+    pop = Population.open(tmp_path / "inc", writer=True)
+    for batch in range(15):
+        pop.append([row(f"{batch}-{i}", problem=f"/p/level1/{rng.choice('abc')}.py",
+                        hardware=rng.choice(["cpu", "h100"]), speedup=rng.choice([1.0, 1.5, 2.0, 2.5]),
+                        compile_seconds=rng.choice([1.0, 2.0]),
+                        status=rng.choice([Status.ACCEPTED, Status.MISMATCH, Status.SUSPECT_SPEEDUP]))
+                    for i in range(rng.randint(1, 6))])
+        assert pop.best().equals(views.best(pop.table))
+        assert pop.status_counts() == views.status_counts(pop.table)
+    assert Population.open(tmp_path / "inc").best().equals(pop.best())
