@@ -262,6 +262,8 @@ def _feature_operand(value: Any, n: fx.Node, r: Rep) -> Vec | None:
     code = match.static_code(value)
     if out is None or vs is None or code is None:
         return None
+    if match.number(value) is not None:  # a Python number held by the module (self.alpha)
+        return Vec(f"float({code})", True)
     axis = len(out) - 1 if r.family == "linear" else 1
     how = match.per_feature(vs, len(out), axis)
     if how is None:

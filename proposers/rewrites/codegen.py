@@ -151,7 +151,9 @@ def _import_line(name: str, obj: Any, problem_module: str) -> str | None:
 def forward_source(gm: fx.GraphModule, problem_module: str, name: str = "forward") -> tuple[str, list[str]]:
     """The graph's forward as a method named ``name`` (indented for a class body) and its import lines."""
     pc = gm.graph.python_code(root_module="self")
-    src = pc.src.strip("\n")
+    src = pc.src
+    # fx puts module-level statements (wrap() registrations) before the function: the method needs none of them
+    src = src[src.index("def forward("):].strip("\n")
     src = re.sub(r"^def forward\(", f"def {name}(", src, count=1)
     imports = []
     for g, obj in pc.globals.items():

@@ -62,6 +62,25 @@ class Context:
     params: Mapping[str, Any]
 
 
+_SHAPE_KEEPING = {"layer_norm", "rms_norm", "batch_norm", "dropout", "identity"}
+
+
+def hoist_shape_queries(gm: fx.GraphModule) -> None:
+    """Read ``.shape``/``.size()``/``.dim()`` of a norm's output from its input (the same shape), so that the
+    query is not a second use of the output that keeps the norm out of a merged region."""
+    from proposers.rewrites import match
+    for q in list(gm.graph.nodes):
+        is_query = (q.op == "call_function" and q.target is getattr and len(q.args) == 2 and q.args[1] == "shape") \
+            or (q.op == "call_method" and q.target in ("size", "dim"))
+        if not is_query or not isinstance(q.args[0], fx.Node):
+            continue
+        src = q.args[0]
+        while match.kind(src, gm) in _SHAPE_KEEPING and src.args and isinstance(src.args[0], fx.Node):
+            src = src.args[0]
+        if src is not q.args[0]:
+            q.args = (src,) + tuple(q.args[1:])
+
+
 def trace_all(problem: Problem) -> list[Traced] | None:
     """The problem traced at every scale, or None if any scale cannot be traced."""
     out = []
@@ -96,6 +115,7 @@ def generate(problem: Problem, names: Sequence[str], params: Mapping[str, Any] |
     sources = set()
     for t in traces:
         ctx = Context(t, t.fresh_graph_module(), Emission(), params)
+        hoist_shape_queries(ctx.gm)
         changed = False
         for name in graph_names:
             mod = rewrite_module(name)
