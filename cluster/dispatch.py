@@ -24,7 +24,8 @@ from typing import Any, Literal
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from cluster import actors, hardware
+from cluster import actors
+from cluster.pool import EvaluatorPool, HardwareUnavailable, Slot, wait_for_hardware
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult, Status
 
@@ -33,44 +34,9 @@ logger = logging.getLogger(__name__)
 _POISON = re.compile(r"cuda|cudnn|cublas|illegal memory access|device-side assert|launch failure", re.IGNORECASE)
 
 
-class HardwareUnavailable(RuntimeError):
-    """No alive node offers these hardware classes. ``keys`` are the submitted keys dropped undelivered."""
-
-    def __init__(self, missing: list[str], available: dict[str, int], keys: list[str] = (), waited_s: float = 0.0):
-        self.missing, self.available, self.keys = list(missing), dict(available), list(keys)
-        have = ", ".join(f"{c} ({n})" for c, n in sorted(available.items())) or "none"
-        super().__init__(
-            f"no node of the Ray cluster offers hardware class {', '.join(missing)}"
-            f"{f' (waited {waited_s:g} s)' if waited_s else ''}; classes available: {have}. Start one with "
-            f"`kswarm node start --address <head>` on such a machine, or drop the target"
-            + (f"; {len(self.keys)} submitted evaluations were not run" if self.keys else ""))
-
-
 def poisons_device(result: EvalResult) -> bool:
     """Whether the result says the device context may be unusable, so the actor must not be reused."""
     return result.status is Status.CRASHED and bool(_POISON.search(result.reason))
-
-
-def alive_hardware(classes: list[str] | None = None) -> dict[tuple[str, str], int]:
-    """Devices per (node id, hardware class) on alive nodes, for ``classes`` (all ``hw:`` classes when None)."""
-    out: dict[tuple[str, str], int] = {}
-    for node in ray.nodes():
-        if not node.get("Alive"):
-            continue
-        for res, n in node.get("Resources", {}).items():
-            if not res.startswith(hardware.RESOURCE_PREFIX) or int(n) < 1:
-                continue
-            cls = res[len(hardware.RESOURCE_PREFIX):]
-            if classes is None or cls in classes:
-                out[(node["NodeID"], cls)] = int(n)
-    return out
-
-
-def _per_class(desired: dict[tuple[str, str], int]) -> dict[str, int]:
-    out: dict[str, int] = collections.Counter()
-    for (_, cls), n in desired.items():
-        out[cls] += n
-    return dict(out)
 
 
 @dataclasses.dataclass(eq=False)
@@ -83,27 +49,11 @@ class _Work:
 
 
 @dataclasses.dataclass(eq=False)
-class _Slot:
-    """One evaluator actor on one device."""
-
-    hw_class: str
-    node_id: str
-    handle: Any
-    ready_ref: Any
-    created_at: float
-    ready_at: float | None = None
-    head_started: float | None = None  # when the oldest request in flight began to run
-    inflight: collections.deque = dataclasses.field(default_factory=collections.deque)
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)
-    retired: bool = False
-
-
-@dataclasses.dataclass(eq=False)
 class _Flight:
     ref: Any
     work: _Work
     stage: Literal["precheck", "evaluate"]
-    slot: _Slot | None
+    slot: Slot | None
     submitted_at: float
 
 
@@ -130,7 +80,7 @@ class Dispatcher:
         self.targets = list(dict.fromkeys(targets))
         self._evaluate, self._precheck = evaluate_path, precheck_path
         self._max_in_flight, self._timeout_s, self._retries = max_in_flight_per_actor, timeout_s, retries
-        self._wait_s, self._start_timeout_s, self._rescan_s = wait_s, start_timeout_s, rescan_s
+        self._wait_s, self._rescan_s = wait_s, rescan_s
         self._precheck_timeout_s = timeout_s if precheck_timeout_s is None else precheck_timeout_s
         self._precheck_cpus = precheck_num_cpus
         cpus = int(ray.cluster_resources().get("CPU", 1) // max(precheck_num_cpus, 1e-9))
@@ -141,16 +91,14 @@ class Dispatcher:
         self._precheck_queue: collections.deque[_Work] = collections.deque()
         self._queues: dict[str, collections.deque[_Work]] = {c: collections.deque() for c in self.targets}
         self._flights: dict[Any, _Flight] = {}
-        self._slots: dict[str, list[_Slot]] = {c: [] for c in self.targets}
-        self._starting: dict[Any, _Slot] = {}     # ready ref -> slot not yet ready
-        self._start_failures: collections.Counter[str] = collections.Counter()
         self._starved_since: dict[str, float] = {}
         self._out: list[tuple[str, str, EvalResult]] = []
-        self._desired: dict[tuple[str, str], int] = {}
         self._last_scan = 0.0
         self._closed = False
 
-        self._wait_for_targets()
+        wait_for_hardware(self.targets, wait_s)
+        self._pool = EvaluatorPool(self.targets, evaluate_path, max_start_failures=retries,
+                                   start_timeout_s=start_timeout_s)
         self._reconcile()
 
     # --- public ------------------------------------------------------------------------------------------------
@@ -184,7 +132,7 @@ class Dispatcher:
                 self._reconcile()
             self._check_starvation(now)
             self._pump(now)
-            refs = list(self._flights) + list(self._starting)
+            refs = list(self._flights) + list(self._pool.starting)
             if self._out or not self._pending:
                 wait_s = 0.0
             else:
@@ -213,8 +161,7 @@ class Dispatcher:
 
     def capacity(self) -> dict[str, int]:
         """Devices per target class on alive nodes, as last seen."""
-        per = _per_class(self._desired)
-        return {c: per.get(c, 0) for c in self.targets}
+        return self._pool.capacity()
 
     def shutdown(self) -> None:
         """Kill the actors and cancel the cheap checks; undelivered keys are dropped. Ray itself stays up."""
@@ -224,69 +171,27 @@ class Dispatcher:
         for ref, flight in list(self._flights.items()):
             if flight.stage == "precheck":
                 ray.cancel(ref, force=True)
-        for slots in self._slots.values():
-            for slot in slots:
-                self._kill(slot)
+        self._pool.shutdown()
         self._flights.clear()
-        self._starting.clear()
 
     # --- actors --------------------------------------------------------------------------------------------------
 
-    def _wait_for_targets(self) -> None:
-        start = time.monotonic()
-        while True:
-            desired = alive_hardware(None)
-            have = _per_class(desired)
-            missing = [c for c in self.targets if have.get(c, 0) == 0]
-            for c in self.targets:
-                if c not in missing:
-                    logger.info("hardware %s: %d device(s) on %d node(s)", c, have[c],
-                                sum(1 for (_, k) in desired if k == c))
-            if not missing:
-                return
-            waited = time.monotonic() - start
-            if waited >= self._wait_s:
-                raise HardwareUnavailable(missing, have, waited_s=round(waited, 1))
-            logger.warning("no node offers %s yet; waiting up to %g s", ", ".join(missing), self._wait_s)
-            time.sleep(min(2.0, self._wait_s - waited))
-
     def _reconcile(self) -> None:
-        """Make the live actors match the devices of alive nodes: spawn where missing, retire where gone."""
+        """Match the actors to the alive nodes' devices; work on a node that left is lost, the running one charged."""
         self._last_scan = time.monotonic()
-        self._desired = {k: n for k, n in alive_hardware(self.targets).items()
-                         if self._start_failures[k[0]] <= self._retries}
-        for cls, slots in self._slots.items():
-            for slot in [s for s in slots if (s.node_id, cls) not in self._desired]:
-                logger.warning("node %s no longer offers %s; retiring its evaluator", slot.node_id[:8], cls)
-                head = self._flights.get(slot.inflight[0]) if slot.inflight else None
-                self._retire(slot, why="node gone", charged=head)
-            live = collections.Counter(s.node_id for s in self._slots[cls])
-            for (node, c), n in self._desired.items():
-                for _ in range(n - live[node] if c == cls else 0):
-                    self._spawn(cls, node)
+        for slot in self._pool.reconcile():
+            head = self._flights.get(slot.inflight[0]) if slot.inflight else None
+            self._requeue_slot(slot, why="node gone", charged=head)
 
-    def _spawn(self, cls: str, node_id: str) -> None:
-        handle = actors.spawn_evaluator(cls, self._evaluate, node_id=node_id)
-        slot = _Slot(hw_class=cls, node_id=node_id, handle=handle, ready_ref=handle.ready.remote(),
-                     created_at=time.monotonic())
-        self._slots[cls].append(slot)
-        self._starting[slot.ready_ref] = slot
-        logger.debug("spawned %s evaluator on node %s", cls, node_id[:8])
+    def _retire(self, slot: Slot, why: str = "", charged: _Flight | None = None, skip: _Flight | None = None):
+        """Kill ``slot``'s actor, re-queue its work and spawn its replacement."""
+        self._pool.retire(slot)
+        self._requeue_slot(slot, why, charged, skip)
+        self._reconcile()
 
-    def _kill(self, slot: _Slot) -> None:
-        try:
-            ray.kill(slot.handle, no_restart=True)
-        except Exception as exc:  # an actor already gone; nothing to kill
-            logger.debug("kill %s evaluator: %s", slot.hw_class, exc)
-
-    def _retire(self, slot: _Slot, why: str = "", charged: _Flight | None = None, skip: _Flight | None = None):
-        """Kill ``slot`` and put its work, but ``skip``, back in front of the queue; ``charged`` counts as lost."""
-        if slot.retired:
-            return
-        slot.retired = True
-        self._slots[slot.hw_class].remove(slot)
-        self._starting.pop(slot.ready_ref, None)
-        self._kill(slot)
+    def _requeue_slot(self, slot: Slot, why: str = "", charged: _Flight | None = None,
+                      skip: _Flight | None = None) -> None:
+        """Put a retired slot's work, but ``skip``, back in front of its queue; ``charged`` counts as lost."""
         for ref in reversed(slot.inflight):
             flight = self._flights.pop(ref, None)
             if flight is None and charged is not None and charged.ref == ref:
@@ -322,7 +227,7 @@ class Dispatcher:
         for cls, queue in self._queues.items():
             if not queue:
                 continue
-            free = [s for s in self._slots[cls] if len(s.inflight) < self._max_in_flight]
+            free = [s for s in self._pool.slots[cls] if len(s.inflight) < self._max_in_flight]
             while queue and free:
                 slot = min(free, key=lambda s: len(s.inflight))
                 work = queue.popleft()
@@ -336,9 +241,11 @@ class Dispatcher:
 
     def _handle(self, ref: Any) -> None:
         now = time.monotonic()
-        slot = self._starting.pop(ref, None)
-        if slot is not None:
-            self._on_ready(slot, ref, now)
+        if ref in self._pool.starting:
+            failed = self._pool.on_ready(ref, now)
+            if failed is not None:
+                self._requeue_slot(failed)
+                self._reconcile()
             return
         flight = self._flights.pop(ref, None)
         if flight is None:
@@ -352,27 +259,11 @@ class Dispatcher:
         else:
             self._on_value(flight, value, now)
 
-    def _on_ready(self, slot: _Slot, ref: Any, now: float) -> None:
-        try:
-            slot.info = ray.get(ref)
-        except RayError as exc:
-            self._start_failures[slot.node_id] += 1
-            logger.warning("%s evaluator on node %s failed to start: %s", slot.hw_class, slot.node_id[:8],
-                           _first_line(exc))
-            self._retire(slot)
-            self._reconcile()
-            return
-        self._start_failures[slot.node_id] = 0
-        slot.ready_at = now
-        if slot.inflight and slot.head_started is None:
-            slot.head_started = now
-
-    def _advance(self, slot: _Slot, ref: Any, now: float) -> None:
+    def _advance(self, slot: Slot, ref: Any, now: float) -> None:
         """``ref`` finished on ``slot``: the next request in flight starts running now."""
         if ref in slot.inflight:
             slot.inflight.remove(ref)
-        if slot.ready_at is None:
-            slot.ready_at = now
+        self._pool.mark_ready(slot, now)
         slot.head_started = now if slot.inflight else None
 
     def _on_value(self, flight: _Flight, value: EvalResult | None, now: float) -> None:
@@ -390,7 +281,6 @@ class Dispatcher:
             logger.warning("%s evaluator on node %s poisoned by %s (%s); replacing it", slot.hw_class,
                            slot.node_id[:8], work.key, value.reason)
             self._retire(slot)
-            self._reconcile()
         self._deliver(work, value)
 
     def _on_raised(self, flight: _Flight, exc: RayTaskError, now: float) -> None:
@@ -409,7 +299,6 @@ class Dispatcher:
         why = _first_line(exc)
         if flight.slot is not None and not flight.slot.retired:
             self._retire(flight.slot, why=why, charged=flight)
-            self._reconcile()
         else:
             self._requeue(flight.work, why)
 
@@ -419,23 +308,16 @@ class Dispatcher:
                 del self._flights[ref]
                 ray.cancel(ref, force=True)
                 self._deliver(flight.work, self._timeout_result(flight.work, self._precheck_timeout_s, "cheap checks"))
-        for cls, slots in self._slots.items():
-            for slot in list(slots):
-                if slot.ready_at is None and now - slot.created_at > self._start_timeout_s:
-                    self._start_failures[slot.node_id] += 1
-                    logger.warning("%s evaluator on node %s not ready after %g s; replacing it", cls,
-                                   slot.node_id[:8], self._start_timeout_s)
-                    self._retire(slot)
-                elif slot.head_started is not None and now - slot.head_started > self._timeout_s:
-                    head = slot.inflight[0]
-                    flight = self._flights[head]
-                    logger.warning("%s ran past %g s on %s node %s; killing and replacing its evaluator",
-                                   flight.work.key, self._timeout_s, cls, slot.node_id[:8])
-                    self._retire(slot, skip=flight)
-                    self._deliver(flight.work, self._timeout_result(flight.work, self._timeout_s, cls, slot.info))
-                else:
-                    continue
-                self._reconcile()
+        for slot in self._pool.stale_starts(now):
+            self._requeue_slot(slot)
+        for slots in self._pool.slots.values():
+            for slot in [s for s in slots if s.head_started is not None and now - s.head_started > self._timeout_s]:
+                flight = self._flights[slot.inflight[0]]
+                logger.warning("%s ran past %g s on %s node %s; killing and replacing its evaluator",
+                               flight.work.key, self._timeout_s, slot.hw_class, slot.node_id[:8])
+                self._retire(slot, skip=flight)
+                self._deliver(flight.work, self._timeout_result(flight.work, self._timeout_s, slot.hw_class,
+                                                                slot.info))
 
     def _timeout_result(self, work: _Work, limit: float, where: str, info: dict | None = None) -> EvalResult:
         return EvalResult(status=Status.TIMEOUT, device=work.req.device,
@@ -446,16 +328,13 @@ class Dispatcher:
         deadlines = [now + self._rescan_s]
         deadlines += [f.submitted_at + self._precheck_timeout_s for f in self._flights.values()
                       if f.stage == "precheck"]
-        for slots in self._slots.values():
-            for s in slots:
-                if s.ready_at is None:
-                    deadlines.append(s.created_at + self._start_timeout_s)
-                elif s.head_started is not None:
-                    deadlines.append(s.head_started + self._timeout_s)
-        return min(deadlines)
+        deadlines += [s.head_started + self._timeout_s for slots in self._pool.slots.values() for s in slots
+                      if s.head_started is not None]
+        start = self._pool.next_start_deadline()
+        return min(deadlines + ([start] if start is not None else []))
 
     def _check_starvation(self, now: float) -> None:
-        have = _per_class(self._desired)
+        have = self._pool.capacity()
         for cls in self.targets:
             if have.get(cls, 0) > 0:
                 self._starved_since.pop(cls, None)
@@ -475,7 +354,7 @@ class Dispatcher:
             for key in waiting:
                 del self._pending[key]
             self._starved_since.pop(cls, None)
-            raise HardwareUnavailable([cls], {c: n for c, n in have.items()}, keys=waiting,
+            raise HardwareUnavailable([cls], {c: n for c, n in have.items() if n}, keys=waiting,
                                       waited_s=round(now - since, 1))
 
     def _deliver(self, work: _Work, result: EvalResult) -> None:
