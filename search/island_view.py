@@ -1,0 +1,45 @@
+"""``IslandView``: the ``proposers.base.ProblemView`` of one (problem, hardware class) island, over a Population."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from proposers.base import Candidate, Failure, Scored
+from search import views
+from search.population import Population
+
+
+@dataclasses.dataclass(frozen=True)
+class IslandView:
+    """Read-only; it follows the population as it grows (each call queries it afresh)."""
+
+    population: Population
+    problem_path: str
+    hardware: str
+    cache_dir: str | None = None
+    cores: int = 1
+
+    @property
+    def problem_id(self) -> str:
+        return Path(self.problem_path).stem
+
+    def best(self, k: int = 5) -> list[Scored]:
+        """Accepted candidates, best speedup first (suspect speedups are not accepted and never appear)."""
+        rows = self.population.top(self.problem_id, self.hardware, k)
+        return [Scored(Candidate.from_dict(d), speedup=s, candidate_ms=ms)
+                for d, s, ms in zip(views.candidate_dicts(rows), rows.column("speedup").to_pylist(),
+                                    rows.column("candidate_ms").to_pylist(), strict=True)]
+
+    def failures(self, k: int = 20) -> list[Failure]:
+        """Rejected or failed candidates with their status and reason, most recent first."""
+        rows = self.population.recent_failures(k, problem_id=self.problem_id, hardware=self.hardware)
+        ids = rows.column("candidate_id").to_pylist()
+        full = views.select(self.population.table, problem_id=self.problem_id, hardware=self.hardware)
+        full = full.filter(pc.is_in(full.column("candidate_id"), value_set=pa.array(ids, pa.string())))
+        by_id = {d["id"]: d for d in views.candidate_dicts(full)}
+        return [Failure(Candidate.from_dict(by_id[i]), status=s, reason=r or "")
+                for i, s, r in zip(ids, rows.column("status").to_pylist(), rows.column("reason").to_pylist(),
+                                   strict=True)]
