@@ -176,9 +176,11 @@ class ParquetJournal(PopulationStore):
         return self._rows[path.name]
 
     def compact(self, *, target_rows: int = 1_000_000, min_parts: int = 2) -> Path | None:
-        """Merge the newest run of parts smaller than ``target_rows`` into one part; returns it, or None.
+        """Merge the newest run of parts smaller than ``target_rows`` into one part; returns it, or None when
+        the run has fewer than ``min_parts`` parts.
 
-        Older large parts are left alone, so the cost of a compaction is bounded by the size of the recent run.
+        For periodic compaction the driver calls ``compact(min_parts=N)`` after its appends: it does nothing until
+        N small parts have piled up. Parts of ``target_rows`` or more are never rewritten.
         """
         self._check_writer()
         run: list[Path] = []

@@ -45,3 +45,17 @@ def test_sequence_numbers_continue_after_reopening(tmp_path: Path) -> None:
         assert len(pop) == 2
     names = sorted(p.name for p in (tmp_path / "population").glob("*.parquet"))
     assert [n[5:13] for n in names] == ["00000000", "00000001"]
+
+
+def test_compaction_merges_only_the_recent_small_parts(tmp_path: Path) -> None:
+    from search.journal import ParquetJournal
+    from search.schema import rows_to_table
+    with ParquetJournal(tmp_path, writer=True) as j:
+        big = j.append(rows_to_table([row(f"big{i}") for i in range(5)]))
+        for i in range(3):
+            j.append(rows_to_table([row(f"small{i}")]))
+        assert j.compact(target_rows=5, min_parts=4) is None      # only 3 small parts so far
+        merged = j.compact(target_rows=5, min_parts=3)
+        assert sorted(p.name for p in j.parts()) == sorted([big.name, merged.name])
+        assert pq.ParquetFile(merged).metadata.num_rows == 3
+    assert len(Population.open(tmp_path)) == 8
