@@ -128,6 +128,7 @@ class Rep:
     dtype_src: str = ""
     squeeze: int | None = None        # a feature reduction without keepdim: terminal
     eval_only: tuple[str, ...] = ()
+    used: frozenset = frozenset()     # the rules that built this region
 
     @property
     def spatial(self) -> int:
@@ -303,11 +304,11 @@ def _extend_linear(n, gm, reps, rules) -> tuple[Rep, list] | None:
     return None
 
 
-def _extend_elementwise(n, gm, reps, rules, k) -> tuple[Rep, list] | None:
+def _extend_elementwise(n, gm, reps, rules, k, residual: bool) -> tuple[Rep, list] | None:
     args = list(n.args)
     if n.kwargs or not args:
         return None
-    if k == "neg" and len(args) == 1:
+    if k == "neg" and len(args) == 1 and not residual:
         r = _sole(args[0], n, reps)
         if r is None or "scale_bias" not in rules:
             return None
@@ -316,7 +317,7 @@ def _extend_elementwise(n, gm, reps, rules, k) -> tuple[Rep, list] | None:
         return None
     a, b = args
     ra, rb = _sole(a, n, reps), _sole(b, n, reps)
-    if "residual" in rules and k in ("add", "sub") and _same_shape(a, b):
+    if residual and "residual" in rules and k in ("add", "sub") and _same_shape(a, b):
         if ra is not None and rb is not None and ra.family == rb.family == "linear" and ra.base is rb.base \
                 and ra.base_ops == rb.base_ops:
             a2, c2 = (rb.a, rb.c) if k == "add" else (_mneg(rb.a), _vneg(rb.c))
@@ -332,7 +333,7 @@ def _extend_elementwise(n, gm, reps, rules, k) -> tuple[Rep, list] | None:
                 c_new = _vneg(r.c) if negate_region else r.c
                 return dataclasses.replace(r, a=Mat(f"_ks_add_diag({a_new.dense}, {ident})"), c=c_new,
                                            nops=r.nops + 1), [a if first else b]
-    if "scale_bias" not in rules:
+    if residual or "scale_bias" not in rules:
         return None
     for r, other, first in ((ra, b, True), (rb, a, False)):
         if r is None:
@@ -451,27 +452,41 @@ def _extend_pool(n, gm, reps, rules) -> tuple[Rep, list] | None:
     return dataclasses.replace(r, a=a, conv=cfg, nops=r.nops + 1), [x]
 
 
-def _extend(n: fx.Node, gm: fx.GraphModule, reps: dict, rules: frozenset[str]) -> tuple[Rep, list] | None:
+def _extend(n: fx.Node, gm: fx.GraphModule, reps: dict, rules: frozenset[str]) -> tuple[Rep, list, str] | None:
+    """(new region, the regions it consumed, the rule that applied) or None."""
     k = match.kind(n, gm)
+    out, rule = None, ""
     if k in ("linear", "matmul", "conv"):
-        return _extend_linear(n, gm, reps, rules)
-    if k in ("mul", "div", "add", "sub", "neg"):
-        return _extend_elementwise(n, gm, reps, rules, k)
-    if k == "batch_norm":
-        return _extend_bn(n, gm, reps, rules)
-    if k in ("sum", "mean"):
-        return _extend_reduce(n, gm, reps, rules, k)
-    if k == "avg_pool":
-        return _extend_pool(n, gm, reps, rules)
-    if k == "identity" or (k == "dropout" and match.module_of(n, gm) is None
-                           and match.arg(n, 2, "training", True) is False):
+        out = _extend_linear(n, gm, reps, rules)
+        rule = "chain" if out is None or out[0].nlin > 1 else "norm_affine"
+    elif k in ("mul", "div", "add", "sub", "neg"):
+        out, rule = _extend_elementwise(n, gm, reps, rules, k, residual=True), "residual"
+        if out is None:
+            out, rule = _extend_elementwise(n, gm, reps, rules, k, residual=False), "scale_bias"
+    elif k == "batch_norm":
+        out, rule = _extend_bn(n, gm, reps, rules), "bn"
+    elif k in ("sum", "mean"):
+        out = _extend_reduce(n, gm, reps, rules, k)
+        rule = "reduce_commute" if out is not None and out[0].base_ops and out[0].base_ops[-1][0] == "reduce" \
+            and out[0].base_ops != reps[out[1][0]].base_ops else "reduce_features"
+    elif k == "avg_pool":
+        out, rule = _extend_pool(n, gm, reps, rules), "pool"
+    elif k == "identity" or (k == "dropout" and match.module_of(n, gm) is None
+                             and match.arg(n, 2, "training", True) is False):
         r = _sole(n.args[0] if n.args else None, n, reps)
-        return (r, [n.args[0]]) if r is not None else None
-    return None
+        out, rule = ((r, [n.args[0]]) if r is not None else None), ""
+    if out is None:
+        return None
+    rep, consumed = out
+    if rule:
+        rep = dataclasses.replace(rep, used=rep.used | {rule})
+    return rep, consumed, rule
 
 
-def analyse(gm: fx.GraphModule, rules: frozenset[str]) -> list[tuple[fx.Node, Rep]]:
-    """The regions worth replacing, as (last node, region), in graph order."""
+def analyse(gm: fx.GraphModule, rules: frozenset[str],
+            required: frozenset[str] | None = None) -> list[tuple[fx.Node, Rep]]:
+    """The regions worth replacing, as (last node, region), in graph order; with ``required``, only regions that
+    used at least one of those rules."""
     reps: dict[fx.Node, Rep] = {}
     consumed: set[fx.Node] = set()
     for n in gm.graph.nodes:
@@ -487,8 +502,11 @@ def analyse(gm: fx.GraphModule, rules: frozenset[str]) -> list[tuple[fx.Node, Re
             continue
         seed = _seed(n, gm, rules)
         if seed is not None:
+            if seed.base_ops:
+                seed = dataclasses.replace(seed, used=frozenset({"norm_affine"}))
             reps[n] = seed
-    return [(n, r) for n, r in reps.items() if n not in consumed and r.worth()]
+    return [(n, r) for n, r in reps.items() if n not in consumed and r.worth()
+            and (required is None or r.used & required)]
 
 
 def _insert_base(graph: fx.Graph, gm: fx.GraphModule, r: Rep) -> fx.Node:

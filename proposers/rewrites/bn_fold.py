@@ -8,4 +8,5 @@ from proposers.rewrites import rule
 
 NAME = "bn_fold"
 RULES = frozenset({"bn"})
-applies, transform, rewrite = rule.make(NAME, RULES)
+REQUIRED = frozenset({"bn"})
+applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)

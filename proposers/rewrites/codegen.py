@@ -42,6 +42,15 @@ def _ks_raw(m, path):
     owner, _, leaf = path.rpartition(".")
     return getattr(m.get_submodule(owner) if owner else m, leaf)
 ''',
+    "_ks_device": '''
+def _ks_device(m, name):
+    # where the module lives now: the derived buffer's own device once it exists, else the first parameter's
+    t = getattr(m, name, None)
+    if t is not None:
+        return t.device
+    p = next(m.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+''',
     "_ks_mv": '''
 def _ks_mv(w, c):
     # a 0-d c is a shift of every feature by the same amount
@@ -94,6 +103,7 @@ class Emission:
     init_lines: list[str] = dataclasses.field(default_factory=list)     # extra statements at the end of __init__
     prelude: list[str] = dataclasses.field(default_factory=list)        # module-level code (kernels, helpers)
     compile_options: dict[str, Any] | None = None
+    memory_format: str | None = None                                    # "channels_last" for 4-D derived tensors
     notes: list[str] = dataclasses.field(default_factory=list)
     counter: int = 0
 
@@ -226,7 +236,11 @@ def render(problem: Problem, gm: fx.GraphModule, em: Emission, title: str) -> st
         dtype_src = em.dtype_of.get(name)
         cast = f".to(dtype={dtype_src}.dtype)" if dtype_src else ""
         derive_lines.append(f"t = {code}")
-        derive_lines.append(f"self.{name} = None if t is None else t.contiguous(){cast}")
+        if em.memory_format == "channels_last":
+            layout = "(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t.contiguous())"
+        else:
+            layout = "t.contiguous()"
+        derive_lines.append(f"self.{name} = None if t is None else {layout}{cast}")
     for name, code in em.attrs.items():
         derive_lines.append(f"self.{name} = {code}")
     has_derive = bool(derive_lines)

@@ -7,4 +7,5 @@ from proposers.rewrites import rule
 
 NAME = "conv_pool_fold"
 RULES = frozenset({"pool", "scale_bias"})
-applies, transform, rewrite = rule.make(NAME, RULES)
+REQUIRED = frozenset({"pool"})
+applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)

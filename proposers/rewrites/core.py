@@ -36,7 +36,6 @@ REWRITES: dict[str, str] = {
     "sdpa": "proposers.rewrites.sdpa",
     "avgpool_conv": "proposers.rewrites.avgpool_conv",
     "channels_last": "proposers.rewrites.channels_last",
-    "cpp_fusion": "proposers.rewrites.cpp_fusion",
     "compile": "proposers.rewrites.compile",
 }
 
@@ -99,42 +98,51 @@ def generate(problem: Problem, names: Sequence[str], params: Mapping[str, Any] |
     ``params`` may hold ``compile`` (inductor options) and per-rewrite settings. A list that only compiles yields a
     wrapper around the reference forward and needs no trace.
     """
+    out = generate_applied(problem, names, params, traces)
+    return None if out is None else out[0]
+
+
+def generate_applied(problem: Problem, names: Sequence[str], params: Mapping[str, Any] | None = None,
+                     traces: Sequence[Traced] | None = None) -> tuple[str, list[str]] | None:
+    """Like ``generate``, with the names that changed something (and ``compile``), in order."""
     params = dict(params or {})
-    title = " + ".join(names)
     graph_names = [n for n in names if n != "compile"]
     compiled = "compile" in names
     if not graph_names:
         if not compiled:
             return None
         em = Emission(compile_options=dict(params.get("compile") or {}))
-        return render_wrapper(problem, em, title)
+        return render_wrapper(problem, em, "compile"), ["compile"]
     if traces is None:
         traces = trace_all(problem)
     if not traces:
         return None
-    sources = set()
+    results = set()
     for t in traces:
         ctx = Context(t, t.fresh_graph_module(), Emission(), params)
         hoist_shape_queries(ctx.gm)
-        changed = False
+        applied = []
         for name in graph_names:
             mod = rewrite_module(name)
             try:
-                changed = bool(mod.transform(ctx)) or changed
+                if mod.transform(ctx):
+                    applied.append(name)
             except CodegenError as e:
                 log.info("rewrite %s does not apply to %s: %s", name, problem.problem_id, e)
                 return None
-        if not changed:
+        if not applied:
             return None
         if compiled:
             ctx.em.compile_options = dict(params.get("compile") or {})
+            applied.append("compile")
         try:
             ctx.gm.graph.lint()
-            sources.add(render(problem, ctx.gm, ctx.em, title))
+            results.add((render(problem, ctx.gm, ctx.em, " + ".join(applied)), tuple(applied)))
         except (CodegenError, RuntimeError) as e:
-            log.info("cannot render %s for %s: %s", title, problem.problem_id, e)
+            log.info("cannot render %s for %s: %s", "+".join(names), problem.problem_id, e)
             return None
-    if len(sources) != 1:
-        log.info("%s differs between scales of %s; not proposed", title, problem.problem_id)
+    if len(results) != 1:
+        log.info("%s differs between scales of %s; not proposed", "+".join(names), problem.problem_id)
         return None
-    return sources.pop()
+    source, applied = results.pop()
+    return source, list(applied)

@@ -7,4 +7,5 @@ from proposers.rewrites import rule
 
 NAME = "linear_chain"
 RULES = frozenset({"chain"})
-applies, transform, rewrite = rule.make(NAME, RULES)
+REQUIRED = frozenset({"chain"})
+applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)

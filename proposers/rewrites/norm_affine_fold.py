@@ -6,4 +6,5 @@ from proposers.rewrites import rule
 
 NAME = "norm_affine_fold"
 RULES = frozenset({"norm_affine"})
-applies, transform, rewrite = rule.make(NAME, RULES)
+REQUIRED = frozenset({"norm_affine"})
+applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)

@@ -7,4 +7,5 @@ from proposers.rewrites import rule
 
 NAME = "reduce_reassoc"
 RULES = frozenset({"reduce_features", "reduce_commute", "scale_bias"})
-applies, transform, rewrite = rule.make(NAME, RULES)
+REQUIRED = frozenset({"reduce_features", "reduce_commute"})
+applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)

@@ -6,4 +6,5 @@ from proposers.rewrites import rule
 
 NAME = "residual_fold"
 RULES = frozenset({"residual", "scale_bias"})
-applies, transform, rewrite = rule.make(NAME, RULES)
+REQUIRED = frozenset({"residual"})
+applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)

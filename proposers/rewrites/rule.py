@@ -9,14 +9,16 @@ import torch.fx as fx
 from proposers.rewrites import affine
 
 
-def make(name: str, rules: frozenset[str]) -> tuple[Callable, Callable, Callable]:
-    """``applies``, ``transform`` and ``rewrite`` functions for the rewrite ``name`` using ``rules``."""
+def make(name: str, rules: frozenset[str],
+         required: frozenset[str] | None = None) -> tuple[Callable, Callable, Callable]:
+    """``applies``, ``transform`` and ``rewrite`` functions for the rewrite ``name`` using ``rules``; with
+    ``required``, only regions that used one of those rules are replaced."""
 
     def applies(gm: fx.GraphModule) -> bool:
-        return bool(affine.analyse(gm, rules))
+        return bool(affine.analyse(gm, rules, required))
 
     def transform(ctx) -> bool:
-        regions = affine.analyse(ctx.gm, rules)
+        regions = affine.analyse(ctx.gm, rules, required)
         if not regions:
             return False
         affine.materialize(ctx.gm, ctx.em, regions)
