@@ -99,7 +99,7 @@ class EvaluatorActor:
         """Cheap liveness answer: where this actor runs."""
         ctx = ray.get_runtime_context()
         return {"hardware": self._hw_class, "node_id": ctx.get_node_id(), "actor_id": ctx.get_actor_id(),
-                "hostname": socket.gethostname(), "pid": os.getpid()}
+                "hostname": socket.gethostname(), "pid": os.getpid(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
 
     def fingerprint(self) -> dict[str, Any]:
         """Class, node, host, device name and versions; computed once."""

@@ -84,6 +84,56 @@ def measure(nodes: int, repeats: int, null_n: int, sleep_s: float, sleep_per_wor
     return out
 
 
+PINNED_CASES = (
+    # (key, problem, candidate, scale); every case runs on every detected class
+    ("merged-linears", "tests/fixtures/problems/two_linears.py",
+     "tests/fixtures/candidates/gpu/g04_honest_stacked_linears_merged.py", "large"),
+    ("softmax-manual", "tests/fixtures/problems/row_softmax.py",
+     "tests/fixtures/candidates/honest/stable_softmax_manual.py", "default"),
+    ("os-exit", "tests/fixtures/problems/relu.py", "tests/fixtures/candidates/adversarial/c12_os_exit.py", "default"),
+    ("sys-modules", "tests/fixtures/problems/relu.py",
+     "tests/fixtures/candidates/adversarial/c09_sys_modules.py", "default"),
+)
+
+
+def pinned_run(temp_dir: str, num_cpus: int) -> int:
+    """The real evaluator pipeline on a local Ray with this machine's detected hardware, every class a target."""
+    from cluster import hardware
+    from cluster.runtime import cluster_hardware, ensure_ray
+
+    devices = hardware.detect_devices()
+    handle = ensure_ray(None, temp_dir=temp_dir, resources=hardware.hardware_resources(devices),
+                        num_gpus=hardware.num_cuda(devices), num_cpus=num_cpus, object_store_memory=STORE_BYTES,
+                        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    try:
+        classes = list(dict.fromkeys(d.hw_class for d in devices))
+        print(f"detected: {[(d.hw_class, d.name) for d in devices]}; ray hw resources: {cluster_hardware()}")
+        d = Dispatcher(classes, "evaluators.pipeline:evaluate", "evaluators.pipeline:precheck", timeout_s=900)
+        for key, problem, cand, scale in PINNED_CASES:
+            for cls in classes:
+                req = EvalRequest(problem_path=str(REPO / problem), candidate_source=(REPO / cand).read_text(),
+                                  device=hardware.device_kind(cls), scale=scale if cls != "cpu" else "default")
+                d.submit(f"{key}@{cls}", req, cls)
+        print("| key | class | status | speedup | candidate ms | eager ms | compile ms | device | node | "
+              "pid | Ray GPU ids | reason |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        while d.in_flight():
+            for key, cls, r in d.poll(timeout=10):
+                c = r.provenance.get("cluster", {})
+                ms = r.to_dict()
+                print(f"| {key} | {cls} | {r.status.value} | {r.speedup and round(r.speedup, 2)} | "
+                      f"{ms['candidate_ms'] and round(ms['candidate_ms'], 4)} | "
+                      f"{ms['eager_ms'] and round(ms['eager_ms'], 4)} | {ms['compile_ms'] and round(ms['compile_ms'], 4)} "
+                      f"| {c.get('device_name', r.device_name)} | {str(c.get('node_id', ''))[:8]} | {c.get('pid')} | "
+                      f"{c.get('gpu_ids')} | {r.reason[:70]} |", flush=True)
+        fps = {k: v for k, v in c.items() if k not in ("actor_id", "pid")}
+        print(f"fingerprint of the last evaluator: {fps}")
+        d.shutdown()
+    finally:
+        handle.shutdown()
+    return 0
+
+
 def fmt(xs: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(xs):.{digits}f} ({min(xs):.{digits}f}-{max(xs):.{digits}f})"
 
@@ -97,8 +147,14 @@ def main() -> int:
     ap.add_argument("--sleep-evals-per-worker", type=int, default=10)
     ap.add_argument("--in-flight", type=int, default=1, help="max_in_flight_per_actor")
     ap.add_argument("--temp-dir", default=str(REPO / "tmp" / "ray"))
+    ap.add_argument("--pinned", action="store_true",
+                    help="instead: run the real pipeline on a few fixtures on every detected hardware class")
+    ap.add_argument("--num-cpus", type=int, default=4, help="CPUs of the local Ray for --pinned")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.pinned:
+        os.makedirs(args.temp_dir, exist_ok=True)
+        return pinned_run(args.temp_dir, args.num_cpus)
     sizes = sorted(int(x) for x in args.nodes.split(","))
 
     os.makedirs(args.temp_dir, exist_ok=True)
