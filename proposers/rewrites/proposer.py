@@ -86,6 +86,9 @@ class RewritesProposer(Proposer):
             if result is None or result[0] in seen_sources:
                 continue
             source, params["rewrites"] = result
+            applied_graph = [n for n in params["rewrites"] if n != "compile"]
+            if applied_graph and _key(applied_graph) in self._rejected:
+                continue
             seen_sources.add(source)
             backend = "compile" if opts is not None else ("cpp" if "cpp_fusion" in graph else "torch")
             c = Candidate(source=source, params=params, proposer=self.name, backend=backend,
@@ -93,8 +96,8 @@ class RewritesProposer(Proposer):
             if c.id in self._proposed:
                 continue
             self._proposed.add(c.id)
-            if opts is None and graph:
-                self._recipe_of[c.id] = _key(graph)
+            if opts is None and applied_graph:
+                self._recipe_of[c.id] = _key(applied_graph)
             out.append(c)
         return out
 

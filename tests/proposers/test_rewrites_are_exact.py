@@ -1,0 +1,307 @@
+"""Every rewrite is exact: on random small graphs, shapes, weights and inputs, the generated ModelNew matches the
+reference within the verifier's float32 tolerance after the evaluator's construction protocol."""
+from __future__ import annotations
+
+import tempfile
+import pathlib
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import build_pair, max_violation
+from problems import make_problem
+from proposers.rewrites.core import generate
+
+SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+dims = st.integers(min_value=1, max_value=24)
+
+
+def assert_exact(problem, names, seeds=(0, 1)):
+    src = generate(problem, names)
+    assert src is not None, f"{names} did not apply"
+    ref, new, prob = build_pair(problem.source, src)
+    for seed in seeds:
+        torch.manual_seed(100 + seed)
+        inputs = prob.get_inputs()
+        for scale in (1.0, 10.0):
+            xs = [x * scale if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs]
+            with torch.no_grad():
+                v = max_violation(ref(*xs), new(*xs))
+            assert v <= 0, f"{names}: outside tolerance by {v:.3g}"
+    return src
+
+
+def tmpdir() -> pathlib.Path:
+    return pathlib.Path(tempfile.mkdtemp(prefix="ks_rw_"))
+
+
+@SETTINGS
+@given(sizes=st.lists(dims, min_size=3, max_size=5), biases=st.lists(st.booleans(), min_size=4, max_size=4),
+       batch=st.integers(1, 6), rank3=st.booleans())
+def test_stacked_linears_merge_exactly(sizes, biases, batch, rank3):
+    layers = ", ".join(f"nn.Linear({a}, {b}, bias={biases[i]})" for i, (a, b) in enumerate(zip(sizes, sizes[1:])))
+    shape = f"{batch}, 3, {sizes[0]}" if rank3 else f"{batch}, {sizes[0]}"
+    p = make_problem(tmpdir(), "stack", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.ModuleList([{layers}])
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = layer(x)
+                return x
+        """, f"[torch.randn({shape})]")
+    assert_exact(p, ["linear_chain"])
+
+
+@SETTINGS
+@given(n_in=dims, n_out=dims, scale_shape=st.sampled_from(["(C,)", "(1, C)", "(1,)", "scalar"]),
+       div=st.booleans(), shift=st.booleans(), neg=st.booleans())
+def test_scales_and_shifts_fold_into_linear(n_in, n_out, scale_shape, div, shift, neg):
+    s = {"(C,)": f"({n_out},)", "(1, C)": f"(1, {n_out})", "(1,)": "(1,)"}.get(scale_shape)
+    param = f"nn.Parameter(torch.empty{s}.uniform_(0.5, 2.0))" if s else "1.7"
+    op = "/" if div else "*"
+    expr = f"self.fc(x) {op} self.s"
+    if shift:
+        expr = f"({expr}) + self.t"
+    if neg:
+        expr = f"-({expr})"
+    p = make_problem(tmpdir(), "affine", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear({n_in}, {n_out})
+                self.s = {param}
+                self.t = nn.Parameter(torch.randn({n_out}))
+
+            def forward(self, x):
+                return {expr}
+        """, f"[torch.randn(4, {n_in})]")
+    assert_exact(p, ["scale_bias_fold"])
+
+
+@SETTINGS
+@given(cin=st.integers(1, 6), cout=st.integers(1, 6), k=st.sampled_from([1, 3]), affine=st.booleans(),
+       bias=st.booleans(), chan_scale=st.booleans())
+def test_eval_batchnorm_and_channel_scale_fold_into_conv(cin, cout, k, affine, bias, chan_scale):
+    tail = " * self.s + self.t" if chan_scale else ""
+    p = make_problem(tmpdir(), "convbn", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d({cin}, {cout}, {k}, padding={k // 2}, bias={bias})
+                self.bn = nn.BatchNorm2d({cout}, affine={affine})
+                self.s = nn.Parameter(torch.empty({cout}, 1, 1).uniform_(0.5, 2.0))
+                self.t = nn.Parameter(torch.randn(1, {cout}, 1, 1))
+                with torch.no_grad():
+                    self.bn.running_mean.uniform_(-0.5, 0.5)
+                    self.bn.running_var.uniform_(0.5, 1.5)
+                self.eval()
+
+            def forward(self, x):
+                return torch.relu(self.bn(self.conv(x)){tail})
+        """, f"[torch.randn(2, {cin}, 7, 6)]")
+    assert_exact(p, ["bn_fold"])
+    assert_exact(p, ["algebraic"])
+
+
+@SETTINGS
+@given(cin=st.integers(1, 4), cout=st.integers(1, 4), k=st.sampled_from([1, 2, 3]), stride=st.sampled_from([1, 2]),
+       pool=st.sampled_from([2, 3]), pool_stride=st.sampled_from([None, 1, 2]), hw=st.integers(7, 12))
+def test_avgpool_after_conv_merges_into_one_conv(cin, cout, k, stride, pool, pool_stride, hw):
+    p = make_problem(tmpdir(), "convpool", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d({cin}, {cout}, {k}, stride={stride}, padding={k // 2})
+                self.pool = nn.AvgPool2d({pool}, stride={pool_stride})
+
+            def forward(self, x):
+                return self.pool(self.conv(x))
+        """, f"[torch.randn(2, {cin}, {hw}, {hw + 1})]")
+    assert_exact(p, ["conv_pool_fold"])
+
+
+@SETTINGS
+@given(n_in=dims, n_out=dims, how=st.sampled_from(["sum", "mean"]), keepdim=st.booleans(),
+       over=st.sampled_from(["features", "sequence"]), bias=st.booleans(), scale=st.booleans())
+def test_reductions_reassociate_with_linear(n_in, n_out, how, keepdim, over, bias, scale):
+    dim = -1 if over == "features" else 1
+    pre = "self.fc(x) * 0.5" if scale else "self.fc(x)"
+    p = make_problem(tmpdir(), "reduce", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear({n_in}, {n_out}, bias={bias})
+
+            def forward(self, x):
+                return ({pre}).{how}(dim={dim}, keepdim={keepdim})
+        """, f"[torch.randn(3, 5, {n_in})]")
+    if over == "sequence" and how == "sum" and bias:
+        assert generate(p, ["reduce_reassoc"]) is None  # n * b would need the runtime length: declined
+        return
+    assert_exact(p, ["reduce_reassoc"])
+
+
+@SETTINGS
+@given(n=dims, alpha=st.sampled_from([1.0, 0.5, -2.0]), sub=st.booleans(), second=st.booleans())
+def test_residual_around_linear_folds_into_weight(n, alpha, sub, second):
+    op = "-" if sub else "+"
+    expr = f"x {op} {alpha} * self.fc(x)"
+    if second:
+        expr = f"self.fc(x) {op} self.fc2(x)"
+    p = make_problem(tmpdir(), "residual", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear({n}, {n})
+                self.fc2 = nn.Linear({n}, {n}, bias=False)
+
+            def forward(self, x):
+                return {expr}
+        """, f"[torch.randn(4, {n})]")
+    assert_exact(p, ["residual_fold"])
+
+
+@SETTINGS
+@given(n=dims, n_out=dims, rms=st.booleans(), functional=st.booleans())
+def test_norm_affine_folds_into_next_linear(n, n_out, rms, functional):
+    if rms:
+        norm = f"nn.RMSNorm({n}, eps=1e-6)"
+        call = "self.norm(x)"
+    else:
+        norm = f"nn.LayerNorm({n})"
+        call = ("F.layer_norm(x, (x.shape[-1],), self.norm.weight, self.norm.bias, 1e-5)" if functional
+                else "self.norm(x)")
+    p = make_problem(tmpdir(), "normfold", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.norm = {norm}
+                self.fc = nn.Linear({n}, {n_out})
+                with torch.no_grad():
+                    self.norm.weight.uniform_(0.5, 1.5)
+                    if getattr(self.norm, "bias", None) is not None:
+                        self.norm.bias.uniform_(-0.5, 0.5)
+
+            def forward(self, x):
+                return self.fc({call})
+        """, f"[torch.randn(2, 3, {n})]")
+    assert_exact(p, ["norm_affine_fold"])
+
+
+@SETTINGS
+@given(n=dims, outs=st.lists(dims, min_size=2, max_size=3), bias=st.lists(st.booleans(), min_size=3, max_size=3))
+def test_parallel_linears_share_one_gemm(n, outs, bias):
+    mods = "\n".join(f"        self.l{i} = nn.Linear({n}, {o}, bias={bias[i]})" for i, o in enumerate(outs))
+    rets = ", ".join(f"self.l{i}(x)" for i in range(len(outs)))
+    p = make_problem(tmpdir(), "parallel", f"""
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+{mods}
+
+    def forward(self, x):
+        return ({rets})
+""", f"[torch.randn(3, {n})]")
+    assert_exact(p, ["parallel_linears"])
+
+
+@SETTINGS
+@given(nx=dims, nh=dims, n_out=dims, bias=st.booleans())
+def test_sum_of_linears_on_two_inputs_is_one_gemm(nx, nh, n_out, bias):
+    p = make_problem(tmpdir(), "concat", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear({nx}, {n_out}, bias={bias})
+                self.b = nn.Linear({nh}, {n_out})
+
+            def forward(self, x, h):
+                return torch.tanh(self.a(x) + self.b(h))
+        """, f"[torch.randn(4, {nx}), torch.randn(4, {nh})]")
+    assert_exact(p, ["concat_linears"])
+
+
+@SETTINGS
+@given(heads=st.integers(1, 3), seq=st.integers(2, 9), d=st.integers(1, 8), masked=st.booleans(),
+       div=st.booleans(), default_scale=st.booleans())
+def test_handwritten_attention_becomes_sdpa(heads, seq, d, masked, div, default_scale):
+    c = math_sqrt = d ** 0.5 if default_scale else 3.0
+    scale = f"/ {c!r}" if div else f"* {1.0 / c!r}"
+    mask = ".masked_fill(~self.mask[:s, :s], float('-inf'))" if masked else ""
+    p = make_problem(tmpdir(), "attn", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("mask", torch.tril(torch.ones({seq}, {seq}, dtype=torch.bool)))
+
+            def forward(self, q, k, v):
+                s = q.shape[-2]
+                att = (torch.matmul(q, k.transpose(-2, -1)) {scale}){mask}
+                return torch.matmul(torch.softmax(att, dim=-1), v)
+        """, f"[torch.randn(2, {heads}, {seq}, {d}) for _ in range(3)]")
+    del math_sqrt
+    src = assert_exact(p, ["sdpa"])
+    assert "scaled_dot_product_attention" in src
+
+
+@SETTINGS
+@given(k=st.sampled_from([2, 3]), stride=st.sampled_from([None, 1, 2]), pad=st.sampled_from([0, 1]),
+       one_d=st.booleans())
+def test_avgpool_as_constant_convolution(k, stride, pad, one_d):
+    pad = min(pad, k // 2)
+    cls, shape = ("nn.AvgPool1d", "2, 3, 11") if one_d else ("nn.AvgPool2d", "2, 3, 9, 10")
+    p = make_problem(tmpdir(), "pool", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.pool = {cls}({k}, stride={stride}, padding={pad})
+
+            def forward(self, x):
+                return self.pool(x)
+        """, f"[torch.randn({shape})]")
+    assert_exact(p, ["avgpool_conv"])
+
+
+def test_channels_last_keeps_outputs_and_values(tmp_path):
+    p = make_problem(tmp_path, "cl", """
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 5, 3, padding=1)
+
+            def forward(self, x):
+                return torch.relu(self.conv(x))
+        """, "[torch.randn(2, 3, 8, 8)]")
+    src = assert_exact(p, ["channels_last"])
+    ref, new, prob = build_pair(p.source, src)
+    with torch.no_grad():
+        assert new(*prob.get_inputs()).is_contiguous()
+
+
+@pytest.mark.parametrize("names", [["algebraic", "parallel_linears", "sdpa"], ["algebraic", "channels_last"]])
+def test_combined_rewrites_stay_exact(tmp_path, names):
+    p = make_problem(tmp_path, "combo", """
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.ln = nn.LayerNorm(16)
+                self.q = nn.Linear(16, 16)
+                self.k = nn.Linear(16, 16)
+                self.v = nn.Linear(16, 16)
+                self.o = nn.Linear(16, 16)
+                self.fc2 = nn.Linear(16, 8)
+                self.conv = nn.Conv2d(3, 4, 3, padding=1)
+                self.bn = nn.BatchNorm2d(4).eval()
+
+            def forward(self, x, img):
+                h = self.ln(x)
+                att = torch.softmax(torch.matmul(self.q(h), self.k(h).transpose(-2, -1)) * 0.25, dim=-1)
+                y = self.fc2(self.o(torch.matmul(att, self.v(h))) * 2.0).mean(dim=1)
+                return y, self.bn(self.conv(img))
+        """, "[torch.randn(2, 5, 16), torch.randn(2, 3, 6, 6)]")
+    assert_exact(p, names)
