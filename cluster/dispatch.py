@@ -83,8 +83,7 @@ class Dispatcher:
         self._wait_s, self._rescan_s = wait_s, rescan_s
         self._precheck_timeout_s = timeout_s if precheck_timeout_s is None else precheck_timeout_s
         self._precheck_cpus = precheck_num_cpus
-        cpus = int(ray.cluster_resources().get("CPU", 1) // max(precheck_num_cpus, 1e-9))
-        self._max_prechecks = max_prechecks_in_flight or max(1, cpus)
+        self._max_prechecks = max_prechecks_in_flight
 
         self._pending: dict[str, _Work] = {}
         self._delivered: set[str] = set()
@@ -100,6 +99,11 @@ class Dispatcher:
         self._pool = EvaluatorPool(self.targets, evaluate_path, max_start_failures=retries,
                                    start_timeout_s=start_timeout_s)
         self._reconcile()
+        if self._max_prechecks is None:
+            # as many as the CPUs left beside the cpu evaluators, so that a check never waits in Ray's queue
+            # while its time limit runs
+            spare = ray.cluster_resources().get("CPU", 1) - self._pool.capacity().get("cpu", 0)
+            self._max_prechecks = max(1, int(spare // max(precheck_num_cpus, 1e-9)))
 
     # --- public ------------------------------------------------------------------------------------------------
 
