@@ -9,6 +9,7 @@ under torch.no_grad() and torch's default thread count.
 from __future__ import annotations
 
 import argparse
+import os
 import importlib.util
 import pathlib
 import statistics
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
         print(f"no problem files under {root}", file=sys.stderr)
         return 2
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
-          f"scale {args.scale}, median of {args.repeats} after {args.warmup} warm-ups\n")
+          f"scale {args.scale}, median of {args.repeats} after {args.warmup} warm-ups, "
+          f"load average at start {os.getloadavg()[0]:.2f}\n")
     print("| level | problem | input shapes | eager ms (median) |")
     print("|---|---|---|---:|")
     total = 0.0
