@@ -47,6 +47,10 @@ class PopulationStore(abc.ABC):
     def read_new(self, cursor: Hashable | None) -> tuple[list[pa.Table], Hashable]:
         """Rows appended since ``cursor`` (None: all rows), oldest first, and the cursor to pass next time."""
 
+    @abc.abstractmethod
+    def end(self) -> Hashable:
+        """A cursor past every row stored now, reading nothing (a writer that knows what it wrote uses it)."""
+
     def compact(self) -> None:
         """Merge storage units; rows stay the same. The default does nothing."""
 
@@ -65,6 +69,9 @@ class MemoryStore(PopulationStore):
     def read_new(self, cursor: Hashable | None) -> tuple[list[pa.Table], Hashable]:
         start = int(cursor or 0)
         return list(self._tables[start:]), len(self._tables)
+
+    def end(self) -> Hashable:
+        return len(self._tables)
 
 
 class ParquetJournal(PopulationStore):
@@ -169,6 +176,9 @@ class ParquetJournal(PopulationStore):
                 continue
             return tables, frozenset(p.name for p in listing)
         raise RuntimeError(f"{self.dir}: parts kept vanishing while being read; is a compaction looping?")
+
+    def end(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.parts())
 
     def row_count(self, path: Path) -> int:
         if path.name not in self._rows:

@@ -10,6 +10,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -43,6 +44,8 @@ class Population:
         # kept up to date per append: a new best can only come from the new rows (see _add)
         self._best = views.best(empty_table())
         self._status_counts: dict[str, int] = {}
+        # row positions of each (problem_id, hardware) island in ``table``, so island queries skip the rest
+        self._islands: dict[tuple[str, str], list[np.ndarray]] = {}
         self.refresh()
 
     @classmethod
@@ -77,9 +80,11 @@ class Population:
         return fresh.num_rows
 
     def compact(self, **kwargs: Any) -> None:
-        """Merge the store's recent parts (see ``ParquetJournal.compact``); the rows do not change."""
-        self.store.compact(**kwargs)
+        """Merge the store's recent parts (see ``ParquetJournal.compact``). The rows do not change, so the cache
+        is not reloaded: only this writer writes, and it is up to date before compacting."""
         self.refresh()
+        self.store.compact(**kwargs)
+        self._cursor = self.store.end()
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -102,6 +107,7 @@ class Population:
         return table
 
     def _add(self, table: pa.Table) -> None:
+        self._index_islands(table, offset=len(self))
         self._keys.update(table.column("eval_key").to_pylist())
         # The ranking of rows is a fixed total order (ties: earlier row first), so the best of (old winners +
         # new rows) is the best of all rows.
@@ -117,6 +123,33 @@ class Population:
         self._table = None
         self._version += 1
         self._memo.clear()
+
+    def _index_islands(self, table: pa.Table, offset: int) -> None:
+        groups = (pa.table({"p": table.column("problem_id"), "h": table.column("hardware"),
+                            "i": pa.array(np.arange(offset, offset + table.num_rows))})
+                  .group_by(["p", "h"], use_threads=False).aggregate([("i", "list")]))
+        for p, h, rows in zip(groups.column("p").to_pylist(), groups.column("h").to_pylist(),
+                              groups.column("i_list").combine_chunks(), strict=True):
+            self._islands.setdefault((p, h), []).append(np.sort(rows.values.to_numpy()))
+
+    def _rows_of(self, key: tuple[str, str]) -> np.ndarray:
+        parts = self._islands.get(key, [])
+        if len(parts) > 1:
+            parts[:] = [np.concatenate(parts)]
+        return parts[0] if parts else np.empty(0, dtype=np.int64)
+
+    def island(self, problem_id: str, hardware: str | None = None) -> pa.Table:
+        """The rows of one problem on one hardware class (or on all, with ``hardware=None``), in written order.
+        Costs the island's size, not the population's."""
+        keys = [(problem_id, hardware)] if hardware is not None else [
+            k for k in self._islands if k[0] == problem_id]
+        rows = [self._rows_of(k) for k in keys]
+        rows = np.sort(np.concatenate(rows)) if len(rows) > 1 else rows[0] if rows else np.empty(0, np.int64)
+        return views.take(self.table, rows)
+
+    def islands(self) -> list[tuple[str, str]]:
+        """Every (problem_id, hardware) evaluated so far."""
+        return sorted(self._islands)
 
     @property
     def table(self) -> pa.Table:
@@ -153,25 +186,33 @@ class Population:
 
     def top(self, problem_id: str, hardware: str, k: int = 5) -> pa.Table:
         """The ``k`` best accepted rows of one island, best first."""
-        return views.top(views.select(self.table, problem_id=problem_id, hardware=hardware), k)
+        return views.top(self.island(problem_id, hardware), k)
 
     def lineage(self, candidate_id: str) -> pa.Table:
         return views.lineage(self.table, candidate_id)
 
     def recent_failures(self, k: int = 20, *, problem_id: str | None = None,
                         hardware: str | None = None) -> pa.Table:
-        return views.recent_failures(self.table, k, problem_id=problem_id, hardware=hardware)
+        if problem_id is not None:
+            return views.recent_failures(self.island(problem_id, hardware), k)
+        return views.recent_failures(self.table, k, hardware=hardware)
 
     def status_counts(self) -> dict[str, int]:
         return dict(sorted(self._status_counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def seen_candidate_ids(self, problem_id: str | None = None) -> frozenset[str]:
-        return self._cached(f"seen:{problem_id}",
-                            lambda: views.seen_candidate_ids(self.table, problem_id=problem_id))
+        """Candidate ids evaluated on any hardware class (of one problem, or of all, cached per version)."""
+        if problem_id is not None:
+            return views.seen_candidate_ids(self.island(problem_id))
+        return self._cached("seen", lambda: views.seen_candidate_ids(self.table))
 
     def front(self, problem_id: str, hardware: str) -> pa.Table:
         """The Pareto front of one problem on one hardware class (accepted rows only)."""
-        return pareto.front(self.table, problem_id, hardware)
+        return pareto.front(self.island(problem_id, hardware), problem_id, hardware)
+
+    def candidate_ranks(self, problem_id: str, hardwares: Sequence[str] | None = None) -> pa.Table:
+        """Pareto ranks of a problem's candidates across hardware classes (see ``pareto.candidate_ranks``)."""
+        return pareto.candidate_ranks(self.island(problem_id), problem_id, hardwares)
 
 
 def read_population(campaign_dir: str | Path) -> pa.Table:

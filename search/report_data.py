@@ -63,8 +63,8 @@ def best_so_far(table: pa.Table) -> pa.Table:
     if n == 0:
         return pa.table({"evaluation": pa.array([], pa.int64()), "hardware": pa.array([], pa.string()),
                          "geomean_best": pa.array([], pa.float64())})
-    order = pc.sort_indices(table, sort_keys=[("created_at", "ascending")]).to_numpy()
-    t = table.take(pa.array(order)).select(["problem_id", "hardware", "status", "speedup"])
+    t = table.select(["problem_id", "hardware", "status", "speedup", "created_at"])
+    t = t.take(pc.sort_indices(t, sort_keys=[("created_at", "ascending")]))
     ok = pc.and_(pc.equal(t.column("status"), views.ACCEPTED), pc.is_valid(t.column("speedup")))
     gain = np.log(np.maximum(pc.fill_null(pc.if_else(ok, t.column("speedup"), 1.0), 1.0).to_numpy(
         zero_copy_only=False), 1.0))

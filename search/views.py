@@ -44,6 +44,24 @@ def select(table: pa.Table, *, problem_id: str | Sequence[str] | None = None,
     return table if mask is None else table.filter(mask)
 
 
+def take(table: pa.Table, indices: np.ndarray) -> pa.Table:
+    """``table.take(indices)`` batch by batch: Arrow's take on a many-chunked string column first concatenates
+    the chunks (copying every source), which would make a query cost the population's size, not its answer's."""
+    indices = np.asarray(indices, dtype=np.int64)
+    order = np.argsort(indices, kind="stable")
+    wanted = indices[order]
+    parts, start = [], 0
+    for batch in table.to_batches():
+        lo, hi = np.searchsorted(wanted, [start, start + batch.num_rows])
+        if hi > lo:
+            parts.append(batch.take(pa.array(wanted[lo:hi] - start)))
+        start += batch.num_rows
+    out = pa.Table.from_batches(parts, schema=table.schema) if parts else table.schema.empty_table()
+    if len(order) and np.any(order[1:] < order[:-1]):
+        out = out.combine_chunks().take(pa.array(np.argsort(order)))
+    return out
+
+
 def accepted_mask(table: pa.Table) -> pa.ChunkedArray:
     """True where a row is accepted and has a speedup."""
     return pc.and_(pc.equal(table.column("status"), ACCEPTED), pc.is_valid(table.column("speedup")))
@@ -63,26 +81,29 @@ def group_ids(table: pa.Table, by: Sequence[str]) -> np.ndarray:
     return gid
 
 
+def _numpy(col: pa.ChunkedArray, fill: float) -> np.ndarray:
+    return pc.fill_null(col, fill).to_numpy(zero_copy_only=False)
+
+
 def top(table: pa.Table, k: int = 1, *, by: Sequence[str] = ("problem_id", "hardware")) -> pa.Table:
     """The ``k`` accepted rows with the highest speedup per group of ``by``, best first within a group.
 
-    Ties go to the lower compile time, then to the shorter source. Only narrow columns are scanned; whole rows
-    are gathered for the winners alone.
+    Ties go to the lower compile time, then to the shorter source, then to the earlier row. The ranking runs on
+    numpy arrays of a few columns; whole rows are gathered for the winners alone.
     """
-    idx = pc.indices_nonzero(accepted_mask(table))
+    mask = accepted_mask(table).to_numpy(zero_copy_only=False)
+    idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return table.schema.empty_table()
-    narrow = table.select([*by, "speedup", "compile_seconds"]).take(idx)
-    gid = group_ids(narrow, by)
-    speed = narrow.column("speedup").to_numpy(zero_copy_only=False)
-    comp = pc.fill_null(narrow.column("compile_seconds"), np.inf).to_numpy(zero_copy_only=False)
-    size = pc.binary_length(table.column("source")).take(idx)
-    size = pc.fill_null(size, 0).to_numpy(zero_copy_only=False)
+    gid = group_ids(table, by)[idx]
+    speed = _numpy(table.column("speedup"), np.nan)[idx]
+    comp = _numpy(table.column("compile_seconds"), np.inf)[idx]
+    size = _numpy(pc.binary_length(table.column("source")), 0)[idx]
     order = np.lexsort((size, comp, -speed, gid))
     g = gid[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
-    picked = table.take(idx.to_numpy()[order[rank < k]])
+    picked = take(table, idx[order[rank < k]])
     return picked.sort_by([(c, "ascending") for c in by] + [("speedup", "descending")])
 
 

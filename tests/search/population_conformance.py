@@ -58,6 +58,14 @@ class StoreConformance:
         assert [k for t in later for k in _keys(t)] == [row("b")["eval_key"], row("c")["eval_key"]]
         assert store.read_new(cursor)[0] == []
 
+    def test_end_cursor_skips_everything_stored(self, tmp_path: Path) -> None:
+        store = self.make_store(tmp_path)
+        store.append(rows_to_table([row("a")]))
+        cursor = store.end()
+        store.append(rows_to_table([row("b")]))
+        later, _ = store.read_new(cursor)
+        assert [k for t in later for k in _keys(t)] == [row("b")["eval_key"]]
+
     def test_appended_rows_never_change(self, tmp_path: Path) -> None:
         store = self.make_store(tmp_path)
         store.append(rows_to_table([row("a"), row("b", speedup=3.0)]))

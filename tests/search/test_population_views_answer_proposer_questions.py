@@ -92,3 +92,29 @@ def test_best_kept_up_per_append_equals_best_recomputed(tmp_path: Path) -> None:
         assert pop.best().equals(views.best(pop.table))
         assert pop.status_counts() == views.status_counts(pop.table)
     assert Population.open(tmp_path / "inc").best().equals(pop.best())
+
+
+def test_island_index_matches_a_full_scan(tmp_path: Path) -> None:
+    import random
+    rng = random.Random(9)
+    pop = Population.open(tmp_path / "isl", writer=True)
+    for batch in range(8):
+        pop.append([row(f"{batch}-{i}", problem=f"/p/level1/{rng.choice('abc')}.py",
+                        hardware=rng.choice(["cpu", "h100"]), minutes=batch * 10 + i) for i in range(5)])
+        if batch == 4:
+            pop.compact(min_parts=1)
+    for p in "abc":
+        for hw in ("cpu", "h100", None):
+            assert pop.island(p, hw).equals(views.select(pop.table, problem_id=p, hardware=hw))
+    assert pop.island("nope", "cpu").num_rows == 0
+    assert pop.islands() == sorted(set(zip(pop.table.column("problem_id").to_pylist(),
+                                           pop.table.column("hardware").to_pylist(), strict=True)))
+    assert Population.open(tmp_path / "isl").table.equals(pop.table)
+
+
+def test_chunkwise_take_keeps_the_requested_order(pop: Population) -> None:
+    import numpy as np
+    import pyarrow as pa
+    t = pa.concat_tables([pop.table.slice(0, 3), pop.table.slice(3, 2), pop.table.slice(5)])
+    for idx in ([0, 1, 2], [7, 0, 4, 3], [], [5, 5, 1]):
+        assert views.take(t, np.array(idx, dtype=np.int64)).equals(pop.table.take(pa.array(idx, pa.int64())))
