@@ -15,21 +15,73 @@ import time
 import traceback
 
 
+_PR_SET_NO_NEW_PRIVS, _PR_SET_CHILD_SUBREAPER = 38, 36
+_SYS_LANDLOCK = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446)}
+
+
+def _confine_writes(libc, writable: list[str]) -> bool:
+    """Landlock: from here on this process and its descendants may write only beneath ``writable``."""
+    import platform
+    import struct
+    nums = _SYS_LANDLOCK.get(platform.machine())
+    if nums is None:
+        return False
+    create, add_rule, restrict = nums
+    abi = libc.syscall(create, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+    if abi < 1:
+        return False
+    rights = 0
+    for bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12):  # write file, remove dir/file, make char/dir/reg/sock/fifo/block/sym
+        rights |= 1 << bit
+    if abi >= 2:
+        rights |= 1 << 13  # refer (rename/link across directories)
+    if abi >= 3:
+        rights |= 1 << 14  # truncate
+    attr = ctypes.create_string_buffer(struct.pack("<Q", rights))
+    ruleset = libc.syscall(create, attr, ctypes.c_size_t(8), 0)
+    if ruleset < 0:
+        return False
+    try:
+        for path in writable:
+            if not os.path.exists(path):
+                continue
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                beneath = ctypes.create_string_buffer(struct.pack("<Qi", rights, fd))
+                if libc.syscall(add_rule, ruleset, 1, beneath, 0) != 0:
+                    return False
+            finally:
+                os.close(fd)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            return False
+        return libc.syscall(restrict, ruleset, 0) == 0
+    finally:
+        os.close(ruleset)
+
+
 def _apply_limits(limits: dict) -> dict:
-    """Limits the candidate cannot lift later: file size, no core dumps, and (where the OS allows) no network."""
+    """Limits the candidate cannot lift later: file size, no core dumps, writes confined to scratch and build
+    caches, orphans kept in this tree, and (where the OS allows) no network."""
     applied = {}
     fsize = int(limits.get("max_file_mb", 1024)) << 20
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     applied["max_file_mb"] = limits.get("max_file_mb", 1024)
     applied["network_isolated"] = False
-    if limits.get("isolate_network", True) and sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
+    applied["filesystem_confined"] = False
+    if not sys.platform.startswith("linux"):
+        return applied
+    libc = ctypes.CDLL(None, use_errno=True)
+    # orphans of the candidate's processes are re-parented here, so the parent's watchdog still sees them
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if limits.get("isolate_network", True):
         clone_newnet, clone_newuser = 0x40000000, 0x10000000
         for flags in (clone_newnet, clone_newnet | clone_newuser):
             if libc.unshare(flags) == 0:
                 applied["network_isolated"] = True
                 break
+    if limits.get("writable"):
+        applied["filesystem_confined"] = _confine_writes(libc, list(limits["writable"]))
     return applied
 
 

@@ -161,14 +161,14 @@ def timed_loop(child: Child, ref: Reference, policy: VerifyPolicy, timing: Timin
                check: bool = True) -> TimedRun:
     """Time calls on fresh inputs until the CI target, the sample cap or the time cap (or exactly ``n_calls``).
 
-    After each call the parent decides, by its own coin, whether to fetch and check that call's output. The last
-    call is always checked; the child cannot know which call is the last."""
+    After each call the parent decides, by its own coin, whether to fetch and check that call's output (call n is
+    checked with probability min(0.3, timed_checks / n)). The last call is always checked; the child cannot know
+    which call is the last."""
     from evaluators.stats import summarize
 
     samples: list[int] = []
     host: list[int] = []
     checks = 0
-    p_check = min(0.5, max(0.05, policy.timed_checks / max(10, timing.min_samples)))
     started = time.monotonic()
     poison_k = 0
     while True:
@@ -201,7 +201,8 @@ def timed_loop(child: Child, ref: Reference, policy: VerifyPolicy, timing: Timin
         else:
             st = summarize(samples)
             done = st.rel_half_width <= timing.ci_target
-        if check and (done or rng.random() < p_check):
+        # about timed_checks * ln(n) checks in n calls, spread over the whole run, and always the last call
+        if check and (done or rng.random() < min(0.3, policy.timed_checks / n)):
             checks += 1
             ref_inputs, ref_out = ref.run(seed)
             kind, reply = child.request("fetch", {})

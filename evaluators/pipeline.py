@@ -31,7 +31,7 @@ from evaluators.stats import speedup as speedup_ci
 from evaluators.stats import summarize
 
 log = logging.getLogger(__name__)
-VERIFY_MODE_CALLS = 40
+VERIFY_MODE_CALLS = 30
 
 
 def default_cache_dir() -> Path:
@@ -133,7 +133,9 @@ def evaluate(req: EvalRequest) -> EvalResult:
         return EvalResult(status=r.status, reason=r.reason, device_name=ready.get("device_name", ""),
                           compile_seconds=ready.get("compile_seconds"), **_errors(checks), **base)
     device_name = ready.get("device_name", "")
-    policy = {**base["policy"], "network_isolated": ready.get("applied_limits", {}).get("network_isolated"),
+    applied = ready.get("applied_limits", {})
+    policy = {**base["policy"], "network_isolated": applied.get("network_isolated"),
+              "filesystem_confined": applied.get("filesystem_confined"),
               "state_dict_loaded": ready.get("state_dict_loaded"), "checked_calls": checks.checks,
               "verify_seconds": round(time.monotonic() - t_start, 3)}
     base["policy"] = policy

@@ -74,9 +74,10 @@ def _top_level_names(tree: ast.Module) -> set[str]:
 
 
 def check_candidate_source(source: str, path: str = "<candidate>") -> None:
-    """Raise BadInput unless the source parses and defines ``ModelNew`` at top level. Nothing is executed."""
-    tree = _parse(source, path, "candidate")
-    if "ModelNew" not in _top_level_names(tree):
+    """Raise BadInput unless the source parses and defines ``ModelNew`` at module level. Nothing is executed."""
+    from evaluators.static_checks import find_model_new
+    _parse(source, path, "candidate")
+    if not find_model_new(source):
         raise BadInput(f"candidate {path} defines no top-level ModelNew; add a class ModelNew(nn.Module) "
                        "with the same constructor arguments as Model")
 
@@ -99,11 +100,11 @@ def load_problem_module(path: str, scale: str = "default") -> tuple[types.Module
     try:
         exec(compile(source, str(path), "exec"), mod.__dict__)
     except Exception as e:  # the user's problem file failed while loading
-        raise BadInput(f"problem {path} failed to load: {type(e).__name__}: {e}") from None
+        raise BadInput(f"problem {path} failed to load: {type(e).__name__}: {_one_line(e)}") from None
     for name in REQUIRED_PROBLEM_NAMES:
         if not callable(getattr(mod, name, None)):
             raise BadInput(f"problem {path}: {name} is not callable")
-    scales = getattr(mod, "SCALES", None) or {}
+    scales, probes, tol = _validated_options(mod, path)
     overrides: dict[str, Any] = {}
     if scale != "default":
         if scale not in scales:
@@ -114,9 +115,32 @@ def load_problem_module(path: str, scale: str = "default") -> tuple[types.Module
         if unknown:
             raise BadInput(f"problem {path}: SCALES[{scale!r}] overrides unknown names {unknown}")
         mod.__dict__.update(overrides)
-    probes = getattr(mod, "PROBES", None)
-    tol = getattr(mod, "TOLERANCE", None)
     info = ProblemInfo(path=str(path), problem_id=problem_id, source=source, scale=scale, overrides=overrides,
                        probes=tuple(probes) if probes is not None else None,
                        tolerance=dict(tol) if tol else None)
     return mod, info
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _validated_options(mod: types.ModuleType, path: str) -> tuple[dict, Any, Any]:
+    """SCALES, PROBES and TOLERANCE, checked: a typo must not silently switch a check off."""
+    from evaluators.policy import PROBES as VALID_PROBES
+
+    scales = getattr(mod, "SCALES", None) or {}
+    if not isinstance(scales, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in scales.items()):
+        raise BadInput(f"problem {path}: SCALES must map a scale name to a dict of module-level overrides, "
+                       'e.g. SCALES = {"large": {"batch_size": 4096}}')
+    probes = getattr(mod, "PROBES", None)
+    if probes is not None:
+        if not isinstance(probes, (tuple, list)) or not all(p in VALID_PROBES for p in probes):
+            raise BadInput(f"problem {path}: PROBES must be a tuple of probe names from {', '.join(VALID_PROBES)}")
+    tol = getattr(mod, "TOLERANCE", None)
+    if tol is not None:
+        if (not isinstance(tol, dict) or not set(tol) <= {"atol", "rtol", "fro"}
+                or not all(isinstance(v, (int, float)) and v >= 0 for v in tol.values())):
+            raise BadInput(f"problem {path}: TOLERANCE must be a dict with keys among atol, rtol, fro and "
+                           "non-negative numbers")
+    return scales, probes, tol

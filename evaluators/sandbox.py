@@ -51,6 +51,9 @@ class ChildFailed(Exception):
         self.reason = reason
 
 
+BUILD_CACHES = ("torch_extensions", "inductor", "triton")
+
+
 def scrubbed_env(scratch: Path, cache_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW}
     # the project first, then whatever package folders the parent was given (air-gapped hosts carry wheels there)
@@ -87,7 +90,12 @@ class Child:
         c_read, p_write = os.pipe()
         p_read, c_write = os.pipe()
         self._log = open(self.scratch / "child.log", "wb")
-        child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network}
+        builds = [self.cache_dir / name for name in BUILD_CACHES]
+        for b in builds:
+            b.mkdir(parents=True, exist_ok=True)
+        # writes only to scratch, the build caches and devices; never to the baseline cache beside them
+        child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
+                        "writable": [str(self.scratch), *map(str, builds), "/dev"]}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
             pass_fds=(c_read, c_write), cwd=self.scratch, env=scrubbed_env(self.scratch, self.cache_dir),

@@ -24,12 +24,12 @@ class WireError(Exception):
     """The peer sent something that is not a valid frame, or closed the pipe."""
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().to("cpu").contiguous()
-    return t.reshape(-1).view(torch.uint8).numpy().tobytes()
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    t = t.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
-def pack(obj: Any, blobs: list[bytes]) -> Any:
+def pack(obj: Any, blobs: list[Any]) -> Any:
     """Turn a tree of JSON values, tuples and tensors into JSON; tensor bytes are appended to ``blobs``."""
     if isinstance(obj, torch.Tensor):
         blobs.append(_tensor_bytes(obj))
@@ -45,17 +45,21 @@ def pack(obj: Any, blobs: list[bytes]) -> Any:
     raise TypeError(f"cannot send a {type(obj).__name__}")
 
 
-def unpack(obj: Any, blobs: list[memoryview]) -> Any:
+def unpack(obj: Any, blobs: list[torch.Tensor]) -> Any:
     if isinstance(obj, list):
         return [unpack(x, blobs) for x in obj]
     if isinstance(obj, dict):
         if "__t__" in obj:
-            dtype = _DTYPES.get(obj["dtype"])
+            dtype = _DTYPES.get(obj["dtype"]) if isinstance(obj["dtype"], str) else None
             if dtype is None:
                 raise WireError(f"unsupported dtype {obj['dtype']!r}")
-            shape = [int(s) for s in obj["shape"]]
-            raw = blobs[int(obj["__t__"])]
-            flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if len(raw) else torch.empty(0, dtype=torch.uint8)
+            shape = obj["shape"]
+            if not isinstance(shape, list) or not all(type(s) is int and 0 <= s < 1 << 48 for s in shape):
+                raise WireError("tensor shape must be a list of non-negative integers")
+            index = obj["__t__"]
+            if type(index) is not int or not 0 <= index < len(blobs):
+                raise WireError("tensor refers to a blob that is not in the frame")
+            flat = blobs[index]
             n = 1
             for s in shape:
                 n *= s
@@ -78,7 +82,7 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 def send(fd: int, kind: str, payload: Any = None) -> None:
-    blobs: list[bytes] = []
+    blobs: list[Any] = []
     header = json.dumps({"kind": kind, "payload": pack(payload, blobs),
                          "sizes": [len(b) for b in blobs]}).encode()
     _write_all(fd, _LEN.pack(len(header)) + header)
@@ -90,9 +94,9 @@ class WireTimeout(WireError):
     """No complete frame arrived before the deadline."""
 
 
-def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytearray:
-    buf = bytearray(n)
-    view = memoryview(buf)
+def _read_exact(fd: int, n: int, deadline: float | None = None, into: Any = None) -> Any:
+    buf = bytearray(n) if into is None else into
+    view = memoryview(buf if into is None else into.numpy()).cast("B")
     got = 0
     while got < n:
         if deadline is not None:
@@ -116,9 +120,16 @@ def recv(fd: int, max_bytes: int = 1 << 36, deadline: float | None = None) -> tu
         header = json.loads(_read_exact(fd, hlen, deadline))
         sizes = [int(s) for s in header["sizes"]]
         kind = str(header["kind"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise WireError(f"malformed frame header: {e}") from None
     if sum(sizes) > max_bytes or any(s < 0 for s in sizes):
         raise WireError("frame larger than allowed")
-    blobs = [memoryview(_read_exact(fd, s, deadline)) for s in sizes]
-    return kind, unpack(header["payload"], blobs)
+    # each blob is read straight into the tensor that will hold it: no intermediate copies
+    blobs = [_read_exact(fd, s, deadline, into=torch.empty(s, dtype=torch.uint8)) for s in sizes]
+    try:
+        return kind, unpack(header["payload"], blobs)
+    except WireError:
+        raise
+    except (IndexError, KeyError, ValueError, TypeError, RuntimeError, OverflowError, AttributeError) as e:
+        # whatever a hostile peer puts in a frame ends as a protocol error, never as an exception of ours
+        raise WireError(f"malformed frame payload: {type(e).__name__}") from None

@@ -66,9 +66,12 @@ def _evaluate(problem: Path, candidate: Path, device: str, mode: str, scale: str
                       timing=TimingPolicy(time_cap_s=time_cap, ci_target=ci_target),
                       cache_dir=str(cache_dir) if cache_dir else None)
     try:
-        return evaluate(req)
+        result = evaluate(req)
     except BadInput as e:
         _fail(str(e))
+    if result.status.value == "baseline_error":  # the problem's fault, not the candidate's
+        _fail(f"problem {problem}: {result.reason}; fix the problem file")
+    return result
 
 
 def _fmt_ms(t) -> str:
