@@ -37,6 +37,11 @@ log = logging.getLogger("dispatch_bench")
 STORE_BYTES = 80 * 2**20
 
 
+def worker_pythonpath() -> str:
+    """The repository ahead of this process's PYTHONPATH (which may hold Ray itself, on a host without it)."""
+    return os.pathsep.join([str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+
+
 def null_evaluate(req: EvalRequest) -> EvalResult:
     return EvalResult(status=Status.ACCEPTED, reason="null")
 
@@ -104,7 +109,7 @@ def pinned_run(temp_dir: str, num_cpus: int) -> int:
     devices = hardware.detect_devices()
     handle = ensure_ray(None, temp_dir=temp_dir, resources=hardware.hardware_resources(devices),
                         num_gpus=hardware.num_cuda(devices), num_cpus=num_cpus, object_store_memory=STORE_BYTES,
-                        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+                        runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}})
     try:
         classes = list(dict.fromkeys(d.hw_class for d in devices))
         print(f"detected: {[(d.hw_class, d.name) for d in devices]}; ray hw resources: {cluster_hardware()}")
@@ -163,7 +168,7 @@ def main() -> int:
         "num_cpus": 1, "object_store_memory": STORE_BYTES, "temp_dir": args.temp_dir, "include_dashboard": False})
     rows = []
     try:
-        ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+        ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}},
                  logging_level="WARNING")
         added = 0
         for size in sizes:

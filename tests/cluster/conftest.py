@@ -31,6 +31,11 @@ class TwoNodes:
                                      temp_dir=str(RAY_TMP))
 
 
+def worker_pythonpath() -> str:
+    """The repository ahead of the PYTHONPATH the workers would inherit (on some hosts Ray itself lives there)."""
+    return os.pathsep.join([str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+
+
 @pytest.fixture(scope="session")
 def two_nodes():
     ray = pytest.importorskip("ray")
@@ -52,7 +57,7 @@ def two_nodes():
     try:
         gpu = cluster.add_node(num_cpus=0, resources={"hw:fakegpu": 1}, object_store_memory=STORE_BYTES,
                                temp_dir=str(RAY_TMP))
-        ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+        ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}},
                  logging_level="WARNING")
         yield TwoNodes(cluster=cluster, head_id=cluster.head_node.node_id, gpu_id=gpu.node_id)
     finally:

@@ -1,11 +1,12 @@
 """``ensure_ray``: joins what is there and shuts down only what it started."""
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from tests.cluster.conftest import RAY_TMP, REPO
+from tests.cluster.conftest import RAY_TMP, REPO, worker_pythonpath
 
 pytestmark = pytest.mark.ray
 
@@ -31,7 +32,8 @@ def test_joining_refuses_local_resources(two_nodes):
         assert handle.connected and not handle.started_local
     finally:
         if not ray.is_initialized():
-            ray.init(address=two_nodes.cluster.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+            ray.init(address=two_nodes.cluster.address,
+                     runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}})
 
 
 def test_no_address_starts_a_local_ray_with_hardware_resources():
@@ -47,6 +49,6 @@ def test_no_address_starts_a_local_ray_with_hardware_resources():
         assert not ray.is_initialized()
     """)
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+                         env={**os.environ, "PYTHONPATH": worker_pythonpath()})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "[('cpu', 1), ('extra', 2)]" in out.stdout
