@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from search import pareto, views
+from search import views
 from search.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from search.population import Population
 from search.schema import SCHEMA

@@ -25,6 +25,8 @@ __all__ = ["COLUMNS", "SCHEMA", "SCHEMA_VERSION", "CandidateLike", "MemoryStore"
 
 log = logging.getLogger(__name__)
 
+CHUNK_ROWS = 1 << 17
+
 
 class Population:
     """All evaluations of one campaign, each ``eval_key`` once (the first row written wins).
@@ -114,12 +116,15 @@ class Population:
         self._best = views.best(pa.concat_tables([self._best, table]))
         for status, n in views.status_counts(table).items():
             self._status_counts[status] = self._status_counts.get(status, 0) + n
-        self._chunks.append(table.combine_chunks())
-        # A binary counter: merge the last two chunks while the older is no larger. That keeps O(log n) chunks
-        # (queries stay vectorised) and copies each row O(log n) times over the population's life.
-        while len(self._chunks) > 1 and self._chunks[-2].num_rows <= self._chunks[-1].num_rows:
-            last = self._chunks.pop()
-            self._chunks[-1] = pa.concat_tables([self._chunks[-1], last]).combine_chunks()
+        # A binary counter capped at CHUNK_ROWS: merge the last two chunks while the older is no larger and the
+        # sum fits. Queries see few chunks (about n / CHUNK_ROWS + log n), each row is copied O(log CHUNK_ROWS)
+        # times, and no append ever copies more than CHUNK_ROWS rows.
+        for start in range(0, table.num_rows, CHUNK_ROWS):
+            self._chunks.append(table.slice(start, CHUNK_ROWS).combine_chunks())
+            while (len(self._chunks) > 1 and self._chunks[-2].num_rows <= self._chunks[-1].num_rows
+                   and self._chunks[-2].num_rows + self._chunks[-1].num_rows <= CHUNK_ROWS):
+                last = self._chunks.pop()
+                self._chunks[-1] = pa.concat_tables([self._chunks[-1], last]).combine_chunks()
         self._table = None
         self._version += 1
         self._memo.clear()

@@ -118,3 +118,16 @@ def test_chunkwise_take_keeps_the_requested_order(pop: Population) -> None:
     t = pa.concat_tables([pop.table.slice(0, 3), pop.table.slice(3, 2), pop.table.slice(5)])
     for idx in ([0, 1, 2], [7, 0, 4, 3], [], [5, 5, 1]):
         assert views.take(t, np.array(idx, dtype=np.int64)).equals(pop.table.take(pa.array(idx, pa.int64())))
+
+
+def test_cache_keeps_few_bounded_chunks(tmp_path: Path, monkeypatch) -> None:
+    import search.population as population
+    monkeypatch.setattr(population, "CHUNK_ROWS", 8)
+    pop = Population.open(tmp_path / "chunks", writer=True)
+    for b in range(40):
+        pop.append([row(f"{b}-{i}", minutes=b) for i in range(1 + b % 3)])
+    chunks = pop.table.column("eval_key").chunks
+    assert max(len(c) for c in chunks) <= 8
+    assert len(chunks) <= len(pop) // 8 + 1 + 4
+    again = Population.open(tmp_path / "chunks")
+    assert again.table.equals(pop.table) and len(again.table.column("eval_key").chunks) <= len(pop) // 8 + 2
