@@ -36,6 +36,7 @@ REWRITES: dict[str, str] = {
     "sdpa": "proposers.rewrites.sdpa",
     "avgpool_conv": "proposers.rewrites.avgpool_conv",
     "channels_last": "proposers.rewrites.channels_last",
+    "cpp_fusion": "proposers.rewrites.cpp_fusion",
     "compile": "proposers.rewrites.compile",
 }
 
