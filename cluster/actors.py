@@ -76,10 +76,7 @@ def _device_name(hw_class: str) -> tuple[str, dict[str, Any]]:
         if torch.cuda.is_available():
             versions["driver"] = _nvidia_driver()
         return name, versions
-    if hardware.is_apple_class(hw_class):
-        cpu = hardware.probe_cpu()
-        return cpu.model, versions
-    return hardware.probe_cpu().model, versions
+    return hardware.probe_cpu().model, versions    # an Apple chip's brand string is its CPU model too
 
 
 def _nvidia_driver() -> str | None:
