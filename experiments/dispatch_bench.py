@@ -128,7 +128,8 @@ def pinned_run(temp_dir: str, num_cpus: int) -> int:
                 ms = r.to_dict()
                 print(f"| {key} | {cls} | {r.status.value} | {r.speedup and round(r.speedup, 2)} | "
                       f"{ms['candidate_ms'] and round(ms['candidate_ms'], 4)} | "
-                      f"{ms['eager_ms'] and round(ms['eager_ms'], 4)} | {ms['compile_ms'] and round(ms['compile_ms'], 4)} "
+                      f"{ms['eager_ms'] and round(ms['eager_ms'], 4)} | "
+                      f"{ms['compile_ms'] and round(ms['compile_ms'], 4)} "
                       f"| {c.get('device_name', r.device_name)} | {str(c.get('node_id', ''))[:8]} | {c.get('pid')} | "
                       f"{c.get('gpu_ids')} | {r.reason[:70]} |", flush=True)
         fps = {k: v for k, v in c.items() if k not in ("actor_id", "pid")}

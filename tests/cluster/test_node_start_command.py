@@ -48,6 +48,7 @@ def test_cli_rejects_head_with_address(capsys):
 
 
 def test_node_start_dry_run_runs_nothing():
-    devices = hw.devices_from_probe(hw.Probe(cpu=hw.CpuProbe("cpu", "x86_64"), cuda=(hw.CudaProbe("NVIDIA H200", 9, 0),)))
+    probe = hw.Probe(cpu=hw.CpuProbe("cpu", "x86_64"), cuda=(hw.CudaProbe("NVIDIA H200", 9, 0),))
+    devices = hw.devices_from_probe(probe)
     cmd, code = node.node_start(head=False, address="head:6379", dry_run=True, devices=devices)
     assert code is None and "--num-gpus=1" in cmd and _resources(cmd) == {"hw:cpu": 1, "hw:h200": 1}
