@@ -130,6 +130,7 @@ def _h_init(state, msg, *, torch, inp, timers, integrity):
     problem, _ = load_problem_module(msg["problem_path"], msg["scale"])
     state["problem"] = problem
     torch.set_grad_enabled(False)
+    integrity.settle_torch()
     state["before"] = integrity.snapshot(extra_modules=_HARNESS_MODULES)
     state["settings_before"] = integrity.global_settings()
     state["fault_status"] = "compile_error"

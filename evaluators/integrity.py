@@ -48,6 +48,21 @@ def snapshot(extra_modules: tuple[str, ...] = ()) -> dict[str, int]:
     return ids
 
 
+def settle_torch() -> None:
+    """Make torch's own lazy patches happen now, before the snapshot: importing dynamo wraps
+    ``torch.manual_seed`` and its first compile wraps ``nn.Module.__init__``. Those are torch's, not the
+    candidate's, and must not read as tampering."""
+    import torch._dynamo  # noqa: F401
+    try:
+        from torch._dynamo.mutation_guard import install_generation_tagging_init
+    except ImportError:  # another torch version: a compile candidate may then read as tampering; say so
+        import logging
+        logging.getLogger(__name__).warning("cannot pre-install dynamo's Module.__init__ wrapper on torch %s",
+                                            torch.__version__)
+        return
+    install_generation_tagging_init()
+
+
 def diff(before: dict[str, int], after: dict[str, int]) -> list[str]:
     """Names whose identity changed or that disappeared. New names (lazy submodules) are not tampering."""
     return sorted(k for k, v in before.items() if after.get(k) != v)

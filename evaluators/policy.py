@@ -27,6 +27,8 @@ class VerifyPolicy:
     max_processes: int = 8               # processes in the child's tree
     max_file_mb: int = 1024              # largest file the child may write
     seed: int | None = None              # None draws a fresh seed per evaluation
+    extra_writable: tuple[str, ...] = () # folders a candidate may write to besides its scratch (debugging, tests)
+    confine_writes: bool = True          # Landlock: writes only to scratch, build caches, devices, extra_writable
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

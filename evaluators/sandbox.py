@@ -42,6 +42,8 @@ class SandboxLimits:
     max_processes: int = 16
     max_file_mb: int = 1024
     isolate_network: bool = True
+    extra_writable: tuple[str, ...] = ()
+    confine_writes: bool = True
 
 
 class ChildFailed(Exception):
@@ -94,8 +96,9 @@ class Child:
         for b in builds:
             b.mkdir(parents=True, exist_ok=True)
         # writes only to scratch, the build caches and devices; never to the baseline cache beside them
+        writable = [str(self.scratch), *map(str, builds), "/dev", *self.limits.extra_writable]
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
-                        "writable": [str(self.scratch), *map(str, builds), "/dev"]}
+                        "writable": writable if self.limits.confine_writes else None}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
             pass_fds=(c_read, c_write), cwd=self.scratch, env=scrubbed_env(self.scratch, self.cache_dir),
@@ -182,6 +185,8 @@ class Child:
                 p.kill()
             except psutil.Error:
                 pass
+        # SIGKILL is delivered asynchronously: wait until the processes are really gone (or zombies)
+        psutil.wait_procs(list(procs.values()), timeout=5)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -111,7 +111,7 @@ def test_hang_becomes_timeout_and_the_whole_tree_is_killed(problem, tmp_path, ks
         while True:
             time.sleep(0.05)
         """
-    result = run(problem, candidate(init=init), kswarm_cache_dir, timeout_s=20.0)
+    result = run(problem, candidate(init=init), kswarm_cache_dir, timeout_s=20.0, extra_writable=(str(tmp_path),))
     assert pids.exists(), "the candidate never ran: the machine is too slow for this timeout"
     seen = json.loads(pids.read_text())
     try:
@@ -191,7 +191,7 @@ def test_daemon_that_leaves_the_session_is_killed_too(problem, tmp_path, kswarm_
                 break
             time.sleep(0.01)
         """
-    result = run(problem, candidate(init=init), kswarm_cache_dir)
+    result = run(problem, candidate(init=init), kswarm_cache_dir, extra_writable=(str(tmp_path),))
     assert pids.exists(), "the daemon never started"
     daemon = json.loads(pids.read_text())["daemon"]
     try:
@@ -207,7 +207,8 @@ def test_daemon_that_leaves_the_session_is_killed_too(problem, tmp_path, kswarm_
 def observed(problem, tmp_path_factory, kswarm_cache_dir):
     """One honest candidate that records its environment, its folders and its reach, then answers correctly."""
     out = tmp_path_factory.mktemp("sandbox-observed")
-    report = out / "seen.json"
+    report_dir = tmp_path_factory.mktemp("sandbox-report")   # the one folder outside scratch it may write to
+    report = report_dir / "seen.json"
     outside = out / "outside.txt"
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0)
@@ -235,7 +236,7 @@ def observed(problem, tmp_path_factory, kswarm_cache_dir):
     old = os.environ.get(SECRET_NAME)
     os.environ[SECRET_NAME] = SECRET_VALUE
     try:
-        result = run(problem, candidate(top=top), kswarm_cache_dir)
+        result = run(problem, candidate(top=top), kswarm_cache_dir, extra_writable=(str(report_dir),))
     finally:
         if old is None:
             os.environ.pop(SECRET_NAME, None)
