@@ -69,7 +69,7 @@ def _limits(req: EvalRequest) -> SandboxLimits:
     v = req.verify
     return SandboxLimits(timeout_s=v.timeout_s, memory_mb=v.memory_mb, max_processes=v.max_processes,
                          max_file_mb=v.max_file_mb, extra_writable=tuple(v.extra_writable),
-                         confine_writes=v.confine_writes)
+                         confine_writes=v.confine_writes, device=req.device)
 
 
 def precheck(req: EvalRequest) -> EvalResult | None:

@@ -44,6 +44,7 @@ class SandboxLimits:
     isolate_network: bool = True
     extra_writable: tuple[str, ...] = ()
     confine_writes: bool = True
+    device: str = "cpu"
 
 
 class ChildFailed(Exception):
@@ -97,6 +98,8 @@ class Child:
             b.mkdir(parents=True, exist_ok=True)
         # writes only to scratch, the build caches and devices; never to the baseline cache beside them
         writable = [str(self.scratch), *map(str, builds), "/dev", *self.limits.extra_writable]
+        if self.limits.device.startswith("cuda"):
+            writable.append("/proc")  # the CUDA driver writes under /proc at start-up (error 304 otherwise)
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
                         "writable": writable if self.limits.confine_writes else None}
         self.proc = subprocess.Popen(
