@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/kswarm bench experiments/problems/level2/stacked_linears.py experiments/candidates/stacked_linears_merged.py
+	RAY_AUTH_MODE=disabled $(BIN)/kswarm run experiments/campaigns/quickstart.toml
 
 test: setup
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q

@@ -29,8 +29,13 @@ def _fail(message: str, code: int = 2) -> None:
 
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress to stderr")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the terminal gets warnings (or progress with -v); campaign logs go to files at INFO regardless
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _check_device(device: str) -> None:
@@ -144,6 +149,179 @@ def bench(problem: Path = typer.Argument(..., help="problem file: Model, get_inp
                        ci_target)
     _show(result, problem, candidate, as_json)
     raise typer.Exit(0 if result.verdict == "accepted" else 1)
+
+
+# campaigns ---------------------------------------------------------------------------------------------------
+
+def _load_campaign(path: Path, out_dir: Optional[Path]):
+    from search.config import ConfigError, load_config
+    try:
+        return load_config(path, out=out_dir)
+    except ConfigError as e:
+        _fail(" ".join(str(e).split()))
+
+
+def _live_run(cfg, out_dir: Path, address: Optional[str]) -> None:
+    import os
+    from rich.live import Live
+
+    from cluster.pool import HardwareUnavailable
+    from search.campaign import Campaign
+    from search.export import export
+    from search.report import report
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address = "auto"   # inside `ray job submit`: join the cluster the job runs on
+    live = Live(console=err, refresh_per_second=2, transient=False)
+
+    def show(p) -> None:
+        live.update(_progress_table(cfg.campaign.name, p))
+
+    try:
+        with live:
+            progress = Campaign(cfg, out_dir, address=address, on_progress=show).run()
+            show(progress)
+    except HardwareUnavailable as e:
+        _fail(" ".join(str(e).split()))
+    summary = export(out_dir, out_dir / "export")
+    paths = report(out_dir)
+    out.print(f"[bold]{cfg.campaign.name}[/]: {progress.done} evaluations ({progress.note}); "
+              f"{len(summary.modules)} kernels exported to {summary.out_dir}; report at {paths.html}")
+
+
+def _progress_table(name: str, p) -> Table:
+    t = Table(title=f"campaign {name}: {p.done}/{p.budget} evaluations, {p.in_flight} in flight, "
+                    f"generation {p.generation}, {p.elapsed_s / 60:.1f} min"
+                    + (f", ETA {p.eta_s / 60:.1f} min" if p.eta_s else "") + (f" ({p.note})" if p.note else ""))
+    t.add_column("problem")
+    t.add_column("hardware")
+    t.add_column("best speedup", justify="right")
+    for (prob, hw), sp in sorted(p.best.items()):
+        t.add_row(prob, hw, f"{sp:.2f}x")
+    if p.statuses:
+        t.caption = "  ".join(f"{k}: {v}" for k, v in sorted(p.statuses.items()))
+    return t
+
+
+@app.command()
+def run(campaign: Path = typer.Argument(..., help="campaign TOML file"),
+        out_dir: Optional[Path] = typer.Option(None, "--out", help="campaign directory (default: the file's out)"),
+        address: Optional[str] = typer.Option(None, "--address", help="Ray address; a local Ray when omitted")) -> None:
+    """Run a campaign; leaves a population, an export and a report in its directory."""
+    cfg = _load_campaign(campaign, out_dir)
+    from search.config import ConfigError, write_snapshot
+    try:
+        write_snapshot(cfg)
+    except (ConfigError, OSError) as e:
+        _fail(" ".join(str(e).split()))
+    _live_run(cfg, cfg.campaign.out, address)
+
+
+@app.command()
+def resume(directory: Path = typer.Argument(..., help="a campaign directory"),
+           address: Optional[str] = typer.Option(None, "--address", help="Ray address; a local Ray when omitted")
+           ) -> None:
+    """Carry on a campaign where it stopped: nothing evaluated is lost or done twice."""
+    from search.config import ConfigError, load_snapshot
+    try:
+        cfg = load_snapshot(directory)
+    except (ConfigError, OSError, ValueError) as e:
+        _fail(f"{directory} is not a campaign directory ({' '.join(str(e).split())}); start one with kswarm run")
+    _live_run(cfg, Path(directory), address)
+
+
+@app.command()
+def status(directory: Path = typer.Argument(..., help="a campaign directory"),
+           as_json: bool = _JSON) -> None:
+    """Evaluations by status, the best speedup per problem and hardware, and the checkpoint."""
+    from search.status import campaign_status
+    try:
+        st = campaign_status(directory)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    if as_json:
+        sys.stdout.write(json.dumps(st, indent=2, sort_keys=True, default=str) + "\n")
+        return
+    t = Table(title=f"{st['campaign']}: {st['evaluations']} evaluations, {st['in_flight']} in flight, "
+                    f"generation {st['generation']}, {st['elapsed_s'] / 60:.1f} min")
+    for col in ("problem", "hardware", "best speedup", "candidate"):
+        t.add_column(col)
+    for b in st["best"]:
+        t.add_row(b["problem_id"], b["hardware"], f"{b['speedup']:.3f}x", b["candidate_id"])
+    t.caption = "  ".join(f"{k}: {v}" for k, v in sorted(st["statuses"].items()))
+    out.print(t)
+
+
+@app.command("export")
+def export_cmd(directory: Path = typer.Argument(..., help="a campaign directory"),
+               out_dir: Path = typer.Option(..., "--out", help="where the modules and manifest go"),
+               remeasure: bool = typer.Option(False, "--remeasure", help="re-verify and re-time in fresh processes "
+                                              "first; drop whatever no longer holds")) -> None:
+    """Write the Pareto-best verified kernels as drop-in modules with a manifest."""
+    from search.export import export
+    from search.remeasure import remeasurer
+    if not (directory / "population").is_dir():
+        _fail(f"{directory} has no population; run a campaign there first (kswarm run)")
+    summary = export(directory, out_dir, remeasurer(directory) if remeasure else None)
+    out.print(f"{len(summary.modules)} modules written to {summary.out_dir}; manifest {summary.manifest_md}"
+              + (f"; dropped {len(summary.dropped)}" if summary.dropped else ""))
+
+
+@app.command("report")
+def report_cmd(directory: Path = typer.Argument(..., help="a campaign directory"),
+               out_dir: Optional[Path] = typer.Option(None, "--out", help="default DIR/report")) -> None:
+    """Markdown and HTML report with plots."""
+    from search.report import report
+    if not (directory / "population").is_dir():
+        _fail(f"{directory} has no population; run a campaign there first (kswarm run)")
+    paths = report(directory, out_dir)
+    out.print(f"report: {paths.markdown} and {paths.html}")
+
+
+@app.command()
+def add(directory: Path = typer.Argument(..., help="a campaign directory, running or stopped"),
+        candidate: Path = typer.Argument(..., help="candidate file defining ModelNew"),
+        problem: Optional[str] = typer.Option(None, "--problem", help="problem id (default: the file name up to "
+                                              "'__')")) -> None:
+    """Hand a candidate to a campaign; it is evaluated in the campaign's next generation."""
+    from evaluators.problem import BadInput, check_candidate_source, read_source
+    from search.campaign import INBOX
+    try:
+        source = read_source(candidate, "candidate")
+        check_candidate_source(source, str(candidate))
+    except BadInput as e:
+        _fail(str(e))
+    if not (directory / "campaign.json").exists():
+        _fail(f"{directory} is not a campaign directory; start one with kswarm run")
+    pid = problem or candidate.stem.split("__")[0]
+    from search.config import load_snapshot
+    ids = {f.stem for f in load_snapshot(directory).problem_files}
+    if pid not in ids:
+        _fail(f"problem {pid!r} is not in this campaign ({', '.join(sorted(ids))}); pass --problem ID")
+    import hashlib
+    dest = directory / INBOX / f"{pid}__{hashlib.sha256(source.encode()).hexdigest()[:10]}.py"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text(source)
+    tmp.replace(dest)
+    out.print(f"added {dest}; the campaign picks it up in its next generation (or on kswarm resume)")
+
+
+@node_app.command("start")
+def node_start(head: bool = typer.Option(False, "--head", help="start a head node"),
+               address: Optional[str] = typer.Option(None, "--address", help="join the cluster at ADDR"),
+               dry_run: bool = typer.Option(False, "--dry-run", help="print the ray start command only"),
+               temp_dir: Optional[str] = typer.Option(None, "--temp-dir"),
+               port: Optional[int] = typer.Option(None, "--port"),
+               dashboard_port: int = typer.Option(8265, "--dashboard-port"),
+               num_cpus: Optional[int] = typer.Option(None, "--num-cpus")) -> None:
+    """ray start with one hw:<class> resource per detected device."""
+    from cluster.node import node_start_cli
+    if head == (address is not None):
+        _fail("give exactly one of --head or --address ADDR")
+    raise typer.Exit(node_start_cli(head=head, address=address, dry_run=dry_run, temp_dir=temp_dir, port=port,
+                                    dashboard_port=dashboard_port, num_cpus=num_cpus))
 
 
 def main() -> None:

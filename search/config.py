@@ -28,10 +28,10 @@ PROPOSER_KINDS = ("rewrites", "optuna", "llm", "files")
 # Kind-specific keys of a [[proposers]] table and their TOML types; anything else is an unknown key.
 # Extend here when a proposer grows an option. ``Path`` values are resolved against the campaign file.
 PROPOSER_OPTIONS: dict[str, dict[str, Any]] = {
-    "rewrites": {"moves": tuple[str, ...], "seed": int},
-    "optuna": {"sampler": str, "n_trials": int, "templates": tuple[str, ...], "seed": int},
+    "rewrites": {"compile_limit": int},
+    "optuna": {"sampler": str, "objective": str, "templates": tuple[str, ...], "seed": int},
     "llm": {"model": str, "max_tokens": int, "temperature": float, "concurrency": int, "system_prompt": str},
-    "files": {"dir": Path, "watch": bool},
+    "files": {"dir": Path},
 }
 _REQUIRED_OPTIONS = {"files": ("dir",)}
 
