@@ -10,6 +10,7 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -37,8 +38,14 @@ def _confine_writes(libc, writable: list[str]) -> bool:
         rights |= 1 << 13  # refer (rename/link across directories)
     if abi >= 3:
         rights |= 1 << 14  # truncate
-    attr = ctypes.create_string_buffer(struct.pack("<Q", rights))
-    ruleset = libc.syscall(create, attr, ctypes.c_size_t(8), 0)
+    if abi >= 6:
+        # also scoped: no signals to, and no abstract unix sockets of, processes outside this sandbox
+        attr = ctypes.create_string_buffer(struct.pack("<QQQ", rights, 0, 0x1 | 0x2))
+        size = 24
+    else:
+        attr = ctypes.create_string_buffer(struct.pack("<Q", rights))
+        size = 8
+    ruleset = libc.syscall(create, attr, ctypes.c_size_t(size), 0)
     if ruleset < 0:
         return False
     try:
@@ -57,6 +64,18 @@ def _confine_writes(libc, writable: list[str]) -> bool:
         return libc.syscall(restrict, ruleset, 0) == 0
     finally:
         os.close(ruleset)
+
+
+def _drop_capabilities(libc) -> bool:
+    """Root without capabilities: still root-owned files, but no reading other processes' memory or environment
+    (/proc/<pid>/environ needs CAP_SYS_PTRACE past Landlock), no raw sockets, no changing limits back."""
+    import struct
+    for cap in range(64):  # the bounding set, so that nothing exec'd regains them
+        if libc.prctl(24, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # PR_CAPBSET_DROP; EINVAL: no such cap
+            break
+    header = ctypes.create_string_buffer(struct.pack("<Ii", 0x20080522, 0))   # _LINUX_CAPABILITY_VERSION_3
+    data = ctypes.create_string_buffer(bytes(24))                              # two sets of (eff, perm, inh) = 0
+    return libc.capset(header, data) == 0
 
 
 def _apply_limits(limits: dict) -> dict:
@@ -82,6 +101,9 @@ def _apply_limits(limits: dict) -> dict:
                 break
     if limits.get("writable"):
         applied["filesystem_confined"] = _confine_writes(libc, list(limits["writable"]))
+    # Python ignores SIGXFSZ; the default action kills the process, which the parent reports as resource abuse
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    applied["capabilities_dropped"] = _drop_capabilities(libc)
     return applied
 
 
@@ -187,15 +209,16 @@ def _run_checked(state, seed, probe, poison_bytes, poison_value, *, torch, inp, 
     return _collect(state, out, inputs, torch=torch, inp=inp, integrity=integrity)
 
 
-def _collect(state, out, inputs, *, torch, inp, integrity):
-    """Snapshot the outputs as they are the moment forward returned, then again after a full sync.
-
-    A difference means work was still running after forward returned (a thread or a side stream)."""
+def _collect(state, out, inputs, *, torch, inp, integrity, at_return=None):
+    """Snapshot the outputs as they are the moment forward returned (or take the snapshot made then), then look
+    again after a full sync. A difference means work was still running after forward returned (a thread or a
+    side stream)."""
     items, bad = inp.flatten_outputs(out)
     if bad:
         integrity.sync(state["device"])
         return "outputs", {"bad": bad}
-    at_return = [t.clone() for t in items]
+    if at_return is None:
+        at_return = [t.clone() for t in items]
     integrity.sync(state["device"])
     time.sleep(0.002)
     deferred = any(not integrity.same_bits(a, t) for a, t in zip(at_return, items))
@@ -237,11 +260,15 @@ def _h_go(state, msg, *, torch, inp, timers, integrity):
     box = []
     ns = state["timer"](lambda: box.append(model(*inputs)), flush=False)
     state["timed_out"] = box[0]
+    # the outputs as they are the moment the timer stopped; a fetch compares them with the outputs later
+    items, bad = inp.flatten_outputs(box[0])
+    state["timed_snapshot"] = None if bad else [t.clone() for t in items]
     return "timed", {"ns": int(ns), "host_ns": int(getattr(state["timer"], "last_host_ns", 0) or 0)}
 
 
 def _h_fetch(state, msg, *, torch, inp, timers, integrity):
-    return _collect(state, state["timed_out"], state["timed_inputs"], torch=torch, inp=inp, integrity=integrity)
+    return _collect(state, state["timed_out"], state["timed_inputs"], torch=torch, inp=inp, integrity=integrity,
+                    at_return=state.get("timed_snapshot"))
 
 
 def _h_audit(state, msg, *, torch, inp, timers, integrity):

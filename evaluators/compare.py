@@ -39,6 +39,7 @@ class Comparison:
     max_abs_err: float
     max_rel_err: float
     rel_fro_err: float
+    structural: bool = False     # wrong count, shape, dtype or device: a bad output, not a numerical one
 
 
 def _structure_problem(out: list[Any], ref: list[Any], devices: list[str], device: str) -> str | None:
@@ -64,7 +65,7 @@ def compare(out: list[torch.Tensor], ref: list[torch.Tensor], devices: list[str]
     times as much, so each element may also differ by 4 x (its budget + the budget's RMS)."""
     bad = _structure_problem(out, ref, devices, device)
     if bad:
-        return Comparison(False, bad, math.inf, math.inf, math.inf)
+        return Comparison(False, bad, math.inf, math.inf, math.inf, structural=True)
     worst_abs = worst_rel = worst_fro = 0.0
     failure = ""
     for i, (o, r) in enumerate(zip(out, ref)):

@@ -135,6 +135,8 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
         if budget is not None:
             c = compare(reply["outputs"], ref_out, reply["devices"], ref.device, policy, ref.info.tolerance,
                         budget=budget)
+    if c.structural:
+        raise Rejected(Status.BAD_OUTPUT, f"{where}: {c.reason}")
     log_.add(c)
     if not c.ok:
         if reply.get("deferred"):
@@ -229,8 +231,9 @@ def timed_loop(child: Child, ref: Reference, policy: VerifyPolicy, timing: Timin
         else:
             st = summarize(samples)
             done = st.rel_half_width <= timing.ci_target
-        # about timed_checks * ln(n) checks in n calls, spread over the whole run, and always the last call
-        if check and (done or rng.random() < min(0.3, policy.timed_checks / n)):
+        # about timed_checks * ln(n) checks in n calls, spread over the whole run, and always the last call;
+        # with n_calls fixed (verify mode, no timing reported) every call is checked
+        if check and (done or n_calls is not None or rng.random() < min(0.3, policy.timed_checks / n)):
             checks += 1
             ref_inputs, ref_out = ref.run(seed)
             kind, reply = child.request("fetch", {})
@@ -245,12 +248,18 @@ def host_clock_consistent(run: TimedRun, ping_ns: float) -> str | None:
 
     Each timed call's host round trip is the child's time plus messaging. A child that slows its own clock reports
     much less than the host saw, beyond what the messaging (measured before any candidate code ran) explains."""
-    child_med = statistics.median(run.samples_ns)
-    host_med = statistics.median(run.host_ns)
-    unexplained = host_med - ping_ns - child_med
-    if host_med > 20 * ping_ns and unexplained > 0.25 * host_med:
+    # The quietest quarter of the calls decides: on a loaded machine some calls wait for a core after the timer
+    # stops, but a timer that runs slow under-reports every call.
+    shares = sorted((h - ping_ns - c) / h for c, h in zip(run.samples_ns, run.host_ns) if h > 20 * ping_ns)
+    if len(shares) < 4:
+        return None
+    quiet = shares[len(shares) // 4]
+    if quiet > 0.25:
+        child_med = statistics.median(run.samples_ns)
+        host_med = statistics.median(run.host_ns)
         return (f"the child timed a median of {child_med / 1e6:.3f} ms per call but the host clock saw "
-                f"{host_med / 1e6:.3f} ms ({ping_ns / 1e6:.3f} ms of it messaging); its timer is not to be trusted")
+                f"{host_med / 1e6:.3f} ms ({ping_ns / 1e6:.3f} ms of it messaging), and {quiet:.0%} of even the "
+                "quietest calls is unexplained; its timer is not to be trusted")
     return None
 
 
@@ -288,6 +297,6 @@ def init_child(child: Child, subject: str, ref: Reference, *, candidate_path: Pa
             if "candidate" in line and "line" in line:
                 where = " at " + line.strip()
                 break
-        raise Rejected(status, f"building the {subject} failed: {reply.get('message', '')}{where}"
+        raise Rejected(status, f"building or warming up the {subject} failed: {reply.get('message', '')}{where}"
                        .splitlines()[0][:500])
     return reply

@@ -127,7 +127,7 @@ def evaluate(req: EvalRequest) -> EvalResult:
                     audit(child, ready["settings_before"])
                 raise first
             audit(child, ready["settings_before"])
-            inconsistent = host_clock_consistent(run, ping)
+            inconsistent = host_clock_consistent(run, ping) if req.mode == "bench" else None
             if inconsistent:
                 raise Rejected(Status.TIMING_INCONSISTENT, inconsistent)
     except (Rejected, ChildFailed) as r:

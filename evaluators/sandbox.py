@@ -73,6 +73,15 @@ def scrubbed_env(scratch: Path, cache_dir: Path) -> dict[str, str]:
     return env
 
 
+def _device_nodes(device: str) -> list[str]:
+    """The device files a child may open for writing: the harmless ones, and the GPU's own. Not /dev/shm, whose
+    files outlive the child and whose pages no resident-memory limit sees."""
+    nodes = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"]
+    if device.startswith("cuda"):
+        nodes += [str(p) for p in Path("/dev").glob("nvidia*")] + ["/dev/dri"]
+    return [n for n in nodes if os.path.exists(n)]
+
+
 class Child:
     """One sandboxed child process. Use as a context manager; ``request`` sends a frame and waits for the answer."""
 
@@ -97,7 +106,8 @@ class Child:
         for b in builds:
             b.mkdir(parents=True, exist_ok=True)
         # writes only to scratch, the build caches and devices; never to the baseline cache beside them
-        writable = [str(self.scratch), *map(str, builds), "/dev", *self.limits.extra_writable]
+        writable = [str(self.scratch), *map(str, builds), *_device_nodes(self.limits.device),
+                    *self.limits.extra_writable]
         if self.limits.device.startswith("cuda"):
             writable.append("/proc")  # the CUDA driver writes under /proc at start-up (error 304 otherwise)
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
@@ -157,12 +167,12 @@ class Child:
                     rss += p.memory_info().rss
                 except psutil.Error:
                     pass
-            if rss > self.limits.memory_mb << 20:
-                self._kill(Status.OUT_OF_MEMORY, f"used {rss >> 20} MB of resident memory, over the limit of "
-                           f"{self.limits.memory_mb} MB; reduce the candidate's memory or raise verify.memory_mb")
-            elif len(procs) > self.limits.max_processes:
+            if len(procs) > self.limits.max_processes:
                 self._kill(Status.RESOURCE_ABUSE, f"started {len(procs)} processes, over the limit of "
                            f"{self.limits.max_processes}; candidates must not spawn processes")
+            elif rss > self.limits.memory_mb << 20:
+                self._kill(Status.OUT_OF_MEMORY, f"used {rss >> 20} MB of resident memory, over the limit of "
+                           f"{self.limits.memory_mb} MB; reduce the candidate's memory or raise verify.memory_mb")
             elif time.monotonic() > self._deadline:
                 self._kill(Status.TIMEOUT, f"ran past the wall-clock limit of {self.limits.timeout_s:.0f} s; "
                            "look for a hang or raise verify.timeout_s")
