@@ -53,8 +53,10 @@ def _confine_writes(libc, writable: list[str]) -> bool:
             if not os.path.exists(path):
                 continue
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            # a file (a device node) takes only file rights; the directory rights make the rule invalid
+            allowed = rights if os.path.isdir(path) else (rights & ((1 << 1) | (1 << 14)))
             try:
-                beneath = ctypes.create_string_buffer(struct.pack("<Qi", rights, fd))
+                beneath = ctypes.create_string_buffer(struct.pack("<Qi", allowed, fd))
                 if libc.syscall(add_rule, ruleset, 1, beneath, 0) != 0:
                     return False
             finally:
@@ -201,9 +203,24 @@ def _h_init(state, msg, *, torch, inp, timers, integrity):
     }
 
 
-def _run_checked(state, seed, probe, poison_bytes, poison_value, *, torch, inp, integrity):
-    problem, model, device = state["problem"], state["model"], state["device"]
-    inputs = inp.make_inputs(problem, seed, device, probe)
+def _fresh_inputs(state, seed, probe, reuse, *, torch, inp):
+    """New values; with ``reuse``, written into the previous call's tensors, so that the addresses repeat while
+    the values do not (a cache keyed on pointers then returns a stale answer)."""
+    inputs = inp.make_inputs(state["problem"], seed, state["device"], probe)
+    old = state.get("last_inputs")
+    if reuse and old is not None and len(old) == len(inputs) and all(
+            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype
+            for a, b in zip(old, inputs)):
+        for a, b in zip(old, inputs):
+            a.copy_(b)
+        inputs = old
+    state["last_inputs"] = inputs
+    return inputs
+
+
+def _run_checked(state, seed, probe, poison_bytes, poison_value, *, torch, inp, integrity, reuse=False):
+    model, device = state["model"], state["device"]
+    inputs = _fresh_inputs(state, seed, probe, reuse, torch=torch, inp=inp)
     inp.poison(device, poison_bytes, poison_value)
     out = model(*inputs)
     return _collect(state, out, inputs, torch=torch, inp=inp, integrity=integrity)
@@ -238,7 +255,7 @@ def _collect(state, out, inputs, *, torch, inp, integrity, at_return=None):
 
 def _h_check(state, msg, *, torch, inp, timers, integrity):
     return _run_checked(state, msg["seed"], msg.get("probe"), msg["poison_bytes"], msg["poison_value"],
-                        torch=torch, inp=inp, integrity=integrity)
+                        torch=torch, inp=inp, integrity=integrity, reuse=bool(msg.get("reuse")))
 
 
 def _h_ping(state, msg, *, torch, inp, timers, integrity):
@@ -246,7 +263,7 @@ def _h_ping(state, msg, *, torch, inp, timers, integrity):
 
 
 def _h_prepare(state, msg, *, torch, inp, timers, integrity):
-    state["timed_inputs"] = inp.make_inputs(state["problem"], msg["seed"], state["device"])
+    state["timed_inputs"] = _fresh_inputs(state, msg["seed"], None, bool(msg.get("reuse")), torch=torch, inp=inp)
     inp.poison(state["device"], msg["poison_bytes"], msg["poison_value"])
     state["timed_out"] = None
     if msg.get("flush"):

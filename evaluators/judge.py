@@ -156,8 +156,10 @@ def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random
     for k, (probe, where) in enumerate(plan):
         seed = rng.randrange(1 << 31)
         ref_inputs, ref_out = ref.run(seed, probe)
+        # every other call refills the previous call's input tensors: same addresses, new values
         kind, reply = child.request("check", {"seed": seed, "probe": probe, "poison_bytes": 2 * ref.out_bytes,
-                                              "poison_value": POISON[k % len(POISON)]}, max_bytes=max_bytes)
+                                              "poison_value": POISON[k % len(POISON)], "reuse": k % 2 == 1},
+                                    max_bytes=max_bytes)
         status = Status.MISMATCH if probe is None else Status.DOMAIN_MISMATCH
         try:
             judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, where, status)
@@ -204,7 +206,8 @@ def timed_loop(child: Child, ref: Reference, policy: VerifyPolicy, timing: Timin
     while True:
         seed = rng.randrange(1 << 31)
         kind, reply = child.request("prepare", {"seed": seed, "poison_bytes": 2 * ref.out_bytes,
-                                                "poison_value": POISON[poison_k % len(POISON)], "flush": flush})
+                                                "poison_value": POISON[poison_k % len(POISON)], "flush": flush,
+                                                "reuse": rng.random() < 0.5})
         poison_k += 1
         if kind == "error":
             raise Rejected(Status(reply.get("status", "runtime_error")),

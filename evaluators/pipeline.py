@@ -131,12 +131,11 @@ def evaluate(req: EvalRequest) -> EvalResult:
             if inconsistent:
                 raise Rejected(Status.TIMING_INCONSISTENT, inconsistent)
     except (Rejected, ChildFailed) as r:
+        base["policy"] = {**base["policy"], **ready.get("applied_limits", {})}
         return EvalResult(status=r.status, reason=r.reason, device_name=ready.get("device_name", ""),
                           compile_seconds=ready.get("compile_seconds"), **_errors(checks), **base)
     device_name = ready.get("device_name", "")
-    applied = ready.get("applied_limits", {})
-    policy = {**base["policy"], "network_isolated": applied.get("network_isolated"),
-              "filesystem_confined": applied.get("filesystem_confined"),
+    policy = {**base["policy"], **ready.get("applied_limits", {}),
               "state_dict_loaded": ready.get("state_dict_loaded"), "checked_calls": checks.checks,
               "verify_seconds": round(time.monotonic() - t_start, 3)}
     base["policy"] = policy
