@@ -66,6 +66,8 @@ def _device_for(hardware: str) -> str:
 
 
 def build_proposers(cfg: CampaignConfig, out_dir: Path) -> list[tuple[ProposerSpec, Proposer]]:
+    """One set of proposers; the campaign builds one set per hardware class, so that what a proposer has already
+    proposed on one class does not keep it from proposing the same candidate on another."""
     built = []
     for spec in cfg.proposers:
         options = dict(spec.options)
@@ -103,7 +105,7 @@ class Campaign:
     def _checkpoint(self, proposers, rng: random.Random, generation: int, elapsed: float) -> None:
         save_checkpoint(self.out, Checkpoint(
             generations={"campaign": generation},
-            proposer_states={spec.name: p.get_state() for spec, p in proposers},
+            proposer_states={f"{spec.name}@{hw}": p.get_state() for hw, ps in proposers.items() for spec, p in ps},
             in_flight=dict(self.pending), rng_state=rng_state(rng), elapsed_s=elapsed))
 
     def _request(self, island: Island, cand: Candidate) -> EvalRequest:
@@ -122,7 +124,7 @@ class Campaign:
         seen: set[str] = set(self.pending)
         for island in self.islands:
             view = self._view(population, island)
-            for spec, proposer in proposers:
+            for spec, proposer in proposers[island.hardware]:
                 try:
                     cands = proposer.propose(view, spec.per_generation)
                 except Exception:  # a proposer's bug must not end the campaign; it is logged with its traceback
@@ -171,11 +173,13 @@ class Campaign:
         dispatcher = None
         try:
             ck = load_checkpoint(self.out)
-            proposers = build_proposers(self.cfg, self.out)
+            proposers = {t.hardware: build_proposers(self.cfg, self.out) for t in self.cfg.targets}
             if ck is not None:
-                for spec, p in proposers:
-                    if spec.name in ck.proposer_states:
-                        p.set_state(ck.proposer_states[spec.name])
+                for hw, ps in proposers.items():
+                    for spec, p in ps:
+                        state = ck.proposer_states.get(f"{spec.name}@{hw}")
+                        if state is not None:
+                            p.set_state(state)
             rng = restore_rng(ck.rng_state) if ck and ck.rng_state else random.Random(self.cfg.campaign.seed)
             generation = (ck.generations.get("campaign", 0) if ck else 0)
             elapsed0 = ck.elapsed_s if ck else 0.0
@@ -264,7 +268,7 @@ class Campaign:
         population.append([row_from_result(result, cand, where)])   # the journal first, then the checkpoint
         del self.pending[key]
         log.info("%s %s %s", key, result.status.value, result.reason)
-        for spec, proposer in proposers:
+        for spec, proposer in proposers.get(island.hardware, ()):
             if spec.name == cand.proposer or cand.proposer.startswith(spec.kind):
                 try:
                     proposer.observe([(cand, result)])
