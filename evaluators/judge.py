@@ -253,11 +253,14 @@ def host_clock_consistent(run: TimedRun, ping_ns: float) -> str | None:
     much less than the host saw, beyond what the messaging (measured before any candidate code ran) explains."""
     # The quietest quarter of the calls decides: on a loaded machine some calls wait for a core after the timer
     # stops, but a timer that runs slow under-reports every call.
-    shares = sorted((h - ping_ns - c) / h for c, h in zip(run.samples_ns, run.host_ns) if h > 20 * ping_ns)
-    if len(shares) < 4:
+    # A gap under the noise floor (a scheduling delay on a busy machine) never counts, however short the call.
+    floor = 1_000_000 + 5 * ping_ns
+    gaps = sorted(h - ping_ns - c for c, h in zip(run.samples_ns, run.host_ns))
+    if len(gaps) < 4:
         return None
-    quiet = shares[len(shares) // 4]
-    if quiet > 0.25:
+    quiet_gap = gaps[len(gaps) // 4]
+    quiet = quiet_gap / statistics.median(run.host_ns)
+    if quiet_gap > floor and quiet > 0.25:
         child_med = statistics.median(run.samples_ns)
         host_med = statistics.median(run.host_ns)
         return (f"the child timed a median of {child_med / 1e6:.3f} ms per call but the host clock saw "
