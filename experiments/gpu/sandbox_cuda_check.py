@@ -7,7 +7,7 @@ import time
 from evaluators.pipeline import evaluate
 from evaluators.policy import EvalRequest, VerifyPolicy
 
-SOURCE = open("tests/fixtures/candidates/gpu/g04_honest_stacked_linears_merged.py").read()
+SOURCE = open("experiments/candidates/stacked_linears_merged.py").read()
 for confine in (False, True):
     t0 = time.time()
     r = evaluate(EvalRequest("experiments/problems/level2/stacked_linears.py", SOURCE, device="cuda", mode="verify",
