@@ -92,7 +92,7 @@ def measure(nodes: int, repeats: int, null_n: int, sleep_s: float, sleep_per_wor
 PINNED_CASES = (
     # (key, problem, candidate, scale); every case runs on every detected class
     ("merged-linears", "tests/fixtures/problems/two_linears.py",
-     "tests/fixtures/candidates/gpu/g04_honest_stacked_linears_merged.py", "large"),
+     "experiments/candidates/stacked_linears_merged.py", "large"),
     ("softmax-manual", "tests/fixtures/problems/row_softmax.py",
      "tests/fixtures/candidates/honest/stable_softmax_manual.py", "default"),
     ("os-exit", "tests/fixtures/problems/relu.py", "tests/fixtures/candidates/adversarial/c12_os_exit.py", "default"),
