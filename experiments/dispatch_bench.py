@@ -91,7 +91,7 @@ def measure(nodes: int, repeats: int, null_n: int, sleep_s: float, sleep_per_wor
 
 PINNED_CASES = (
     # (key, problem, candidate, scale); every case runs on every detected class
-    ("merged-linears", "tests/fixtures/problems/two_linears.py",
+    ("merged-linears", "experiments/problems/level2/stacked_linears.py",
      "experiments/candidates/stacked_linears_merged.py", "large"),
     ("softmax-manual", "tests/fixtures/problems/row_softmax.py",
      "tests/fixtures/candidates/honest/stable_softmax_manual.py", "default"),
