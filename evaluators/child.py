@@ -277,10 +277,13 @@ def _h_go(state, msg, *, torch, inp, timers, integrity):
     box = []
     ns = state["timer"](lambda: box.append(model(*inputs)), flush=False)
     state["timed_out"] = box[0]
-    # the outputs as they are the moment the timer stopped; a fetch compares them with the outputs later
+    # the outputs as they are the moment the timer stopped; a fetch compares them with the outputs later. The
+    # snapshot's own time is reported so that the parent's host-clock check does not count it against the call.
+    t0 = timers.now_ns()
     items, bad = inp.flatten_outputs(box[0])
     state["timed_snapshot"] = None if bad else [t.clone() for t in items]
-    return "timed", {"ns": int(ns), "host_ns": int(getattr(state["timer"], "last_host_ns", 0) or 0)}
+    return "timed", {"ns": int(ns), "host_ns": int(getattr(state["timer"], "last_host_ns", 0) or 0),
+                     "post_ns": int(timers.now_ns() - t0)}
 
 
 def _h_fetch(state, msg, *, torch, inp, timers, integrity):

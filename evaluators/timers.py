@@ -69,6 +69,11 @@ def last_level_cache_bytes(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache"
 _now = time.perf_counter_ns
 
 
+def now_ns() -> int:
+    """The clock bound at import (see above)."""
+    return _now()
+
+
 class CpuTimer:
     """``perf_counter_ns`` around the call; the flush writes a buffer of twice the last-level cache, untimed."""
 
