@@ -43,6 +43,7 @@ class Reference:
     device: str
     seed: int
     out_bytes: int
+    in_bytes: int = 0
     _model64: Any = None
 
     def error_budget(self, inputs: list[Any], outs: list[torch.Tensor]) -> list[torch.Tensor | None] | None:
@@ -90,12 +91,12 @@ def build_reference(problem_path: str, scale: str, device: str, seed: int) -> Re
         sd = {}
     ref = Reference(module, info, model, sd, device, seed, 0)
     try:
-        _, outs = ref.run(seed + 1)
+        ins, outs = ref.run(seed + 1)
     except Rejected:
         raise
     except Exception as e:
         raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to run: {type(e).__name__}: {e}")
-    ref.out_bytes = inp.nbytes(outs)
+    ref.out_bytes, ref.in_bytes = inp.nbytes(outs), inp.nbytes(ins)
     return ref
 
 
@@ -150,7 +151,7 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
 
 def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random.Random, log_: CheckLog) -> None:
     """Fresh-seed trials, then domain probes. Raises Rejected on the first failure."""
-    max_bytes = 8 * (ref.out_bytes + inp.nbytes(ref.run(ref.seed + 2)[0])) + (64 << 20)
+    max_bytes = 8 * (ref.out_bytes + ref.in_bytes) + (64 << 20)
     probes = [p for p in policy.probes if ref.info.probes is None or p in ref.info.probes]
     plan = [(None, f"trial {k + 1}") for k in range(policy.trials)] + [(p, f"probe {p}") for p in probes]
     for k, (probe, where) in enumerate(plan):

@@ -74,12 +74,17 @@ def _limits(req: EvalRequest) -> SandboxLimits:
 
 def precheck(req: EvalRequest) -> EvalResult | None:
     """The cheap checks that need no device: parse and static rules. None when the candidate may go on."""
+    return _static(req)[1]
+
+
+def _static(req: EvalRequest) -> tuple[tuple[str, ...], EvalResult | None]:
+    """The static findings, and the rejection they make when the policy rejects on them."""
     check_candidate_source(req.candidate_source)
-    findings = static_checks.check_source(req.candidate_source)
-    if findings and req.verify.static == "reject":
-        return EvalResult(status=Status.STATIC_VIOLATION, reason=findings[0].message, device=req.device,
-                          static_flags=tuple(f.message for f in findings), policy=_policy(req))
-    return None
+    flags = tuple(f.message for f in static_checks.check_source(req.candidate_source))
+    if flags and req.verify.static == "reject":
+        return flags, EvalResult(status=Status.STATIC_VIOLATION, reason=flags[0], device=req.device,
+                                 static_flags=flags, policy=_policy(req))
+    return flags, None
 
 
 def _policy(req: EvalRequest) -> dict[str, Any]:
@@ -90,10 +95,9 @@ def _policy(req: EvalRequest) -> dict[str, Any]:
 
 
 def evaluate(req: EvalRequest) -> EvalResult:
-    early = precheck(req)
+    flags, early = _static(req)
     if early is not None:
         return early
-    flags = tuple(f.message for f in static_checks.check_source(req.candidate_source))
     seed = req.verify.seed if req.verify.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
