@@ -116,7 +116,9 @@ class Campaign:
 
     def _view(self, population: Population, island: Island) -> IslandView:
         return IslandView(population, island.problem_path, island.hardware,
-                          cache_dir=str(self.cache_dir / "torch_extensions"), cores=max(1, (os.cpu_count() or 2) // 2))
+                          cache_dir=str(self.cache_dir / "torch_extensions"), cores=max(1, (os.cpu_count() or 2) // 2),
+                          hardwares=tuple(t.hardware for t in self.cfg.targets),
+                          near_duplicate=self.cfg.evolution.near_duplicate)
 
     # proposing ---------------------------------------------------------------------------------------------------
     def _proposals(self, population: Population, proposers, generation: int) -> list[tuple[Island, Candidate]]:

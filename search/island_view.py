@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from proposers.base import Candidate, Failure, Scored
-from search import views
+from search import parents, views
 from search.population import Population
 
 
@@ -21,14 +21,18 @@ class IslandView:
     hardware: str
     cache_dir: str | None = None
     cores: int = 1
+    hardwares: tuple[str, ...] = ()     # the campaign's classes for this problem: each one's speedup is an objective
+    near_duplicate: float = 0.95        # code-token similarity at which a candidate is too close to a chosen parent
 
     @property
     def problem_id(self) -> str:
         return Path(self.problem_path).stem
 
     def best(self, k: int = 5) -> list[Scored]:
-        """Accepted candidates, best speedup first (suspect speedups are not accepted and never appear)."""
-        rows = self.population.top(self.problem_id, self.hardware, k)
+        """The island's parents: accepted candidates by Pareto rank over (speedup on each class, error), with no
+        near duplicates among them (``search.parents``). Suspect speedups are not accepted and never appear."""
+        rows = parents.select(self.population.table, self.problem_id, self.hardware, k,
+                              hardwares=self.hardwares, near_duplicate=self.near_duplicate)
         return [Scored(Candidate.from_dict(d), speedup=s, candidate_ms=ms)
                 for d, s, ms in zip(views.candidate_dicts(rows), rows.column("speedup").to_pylist(),
                                     rows.column("candidate_ms").to_pylist(), strict=True)]

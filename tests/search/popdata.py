@@ -47,8 +47,9 @@ def result(status: Status = Status.ACCEPTED, speedup: float | None = 1.5, err: f
 
 
 def row(tag: str, *, problem: str = "/p/level1/add.py", hardware: str = "cpu", parents: tuple[str, ...] = (),
-        generation: int = 0, minutes: float = 0.0, status: Status = Status.ACCEPTED, **res: Any) -> dict:
-    cand = Cand(source=source(tag), parent_ids=parents, hardware=hardware)
+        generation: int = 0, minutes: float = 0.0, status: Status = Status.ACCEPTED, src: str | None = None,
+        **res: Any) -> dict:
+    cand = Cand(source=src or source(tag), parent_ids=parents, hardware=hardware)
     return row_from_result(result(status, **res), cand,
                            Placement(campaign="test", problem_path=problem, generation=generation,
                                      island=f"{hardware}"),

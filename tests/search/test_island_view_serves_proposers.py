@@ -15,7 +15,7 @@ def test_island_view_is_a_problem_view(tmp_path: Path) -> None:
                 row("s", speedup=30.0, status=Status.SUSPECT_SPEEDUP, minutes=1),
                 row("m", speedup=None, status=Status.MISMATCH, reason="off by 3", minutes=2),
                 row("h", speedup=9.0, hardware="h100")])
-    view = IslandView(pop, "/p/level1/add.py", "cpu")
+    view = IslandView(pop, "/p/level1/add.py", "cpu", near_duplicate=1.01)   # these rows differ only in comments
     assert isinstance(view, ProblemView) and view.problem_id == "add"
     best = view.best(5)
     assert [s.candidate.id for s in best] == [cid("b"), cid("a")]

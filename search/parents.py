@@ -1,0 +1,77 @@
+"""Parent selection for one island: Pareto rank over every hardware class of the problem, then diversity.
+
+A candidate's objectives are its speedup on each of the campaign's hardware classes and its worst error
+(``search.pareto.candidate_ranks``); ties go to the mean speedup, then the lower compile time, then the shorter
+source. Walking that order, a candidate whose source is a near duplicate of a parent already chosen is skipped,
+so the parents a proposer sees differ in more than a constant or a comment.
+"""
+from __future__ import annotations
+
+import difflib
+import io
+import tokenize
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from search import pareto, views
+
+
+def _tokens(source: str) -> list[str]:
+    """The source's code tokens, without comments, blank lines or indentation; the raw lines if it does not
+    tokenize."""
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.ENCODING, tokenize.ENDMARKER}
+    try:
+        return [t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type not in skip]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return [line.strip() for line in source.splitlines() if line.strip()]
+
+
+def similarity(a: str, b: str) -> float:
+    """How alike two sources are, 0..1, over their code tokens (1.0: the same code up to comments and layout)."""
+    ta, tb = _tokens(a), _tokens(b)
+    if ta == tb:
+        return 1.0
+    m = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
+    return m.ratio()
+
+
+def _near(m: difflib.SequenceMatcher, cut: float) -> bool:
+    # the cheap upper bounds first: most pairs fail them
+    return m.real_quick_ratio() >= cut and m.quick_ratio() >= cut and m.ratio() >= cut
+
+
+def select(table: pa.Table, problem_id: str, hardware: str, k: int, *, hardwares: Sequence[str] = (),
+           near_duplicate: float = 0.95) -> pa.Table:
+    """Up to ``k`` accepted rows of the (problem, hardware) island, as parents, in selection order.
+
+    ``hardwares`` are the classes whose speedups are objectives (the island's own class is always one); a
+    candidate not accepted on a class counts as worst there. Rows whose code-token similarity to a chosen parent
+    is at least ``near_duplicate`` are skipped (a value above 1 keeps every row)."""
+    island = views.accepted(views.select(table, problem_id=problem_id, hardware=hardware))
+    if k <= 0 or island.num_rows == 0:
+        return island.schema.empty_table()
+    hws = sorted(set(hardwares) | {hardware})
+    ranks = pareto.candidate_ranks(table, problem_id, hws)
+    here = ranks.filter(pc.is_valid(ranks.column(f"speedup@{hardware}")))
+    order = here.column("candidate_id").to_pylist()
+    sources = dict(zip(island.column("candidate_id").to_pylist(), island.column("source").to_pylist()))
+    chosen: list[str] = []
+    kept: list[list[str]] = []
+    for cid in order:
+        toks = _tokens(sources[cid])
+        if near_duplicate <= 1.0 and any(
+                _near(difflib.SequenceMatcher(None, toks, other, autojunk=False), near_duplicate) for other in kept):
+            continue
+        chosen.append(cid)
+        kept.append(toks)
+        if len(chosen) == k:
+            break
+    # one row per chosen candidate (the island may hold a candidate once per evaluation; take its first row)
+    ids = island.column("candidate_id").to_pylist()
+    first = {}
+    for i, c in enumerate(ids):
+        first.setdefault(c, i)
+    return island.take(pa.array([first[c] for c in chosen], pa.int64()))
