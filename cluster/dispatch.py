@@ -159,6 +159,25 @@ class Dispatcher:
                 out, self._out = self._out, []
                 return out
 
+    def withdraw(self) -> list[str]:
+        """Take back every submitted key that has not reached a device: queued, or still in its cheap checks (those
+        are cancelled). Work already on a device runs on and is delivered as usual; a withdrawn key never is.
+        Returns the keys taken back, in submission order."""
+        out: list[_Work] = []
+        for queue in (self._precheck_queue, *self._queues.values()):
+            out += queue
+            queue.clear()
+        for ref, flight in list(self._flights.items()):
+            if flight.stage == "precheck":
+                ray.cancel(ref, force=True)
+                del self._flights[ref]
+                out.append(flight.work)
+        keys = {w.key for w in out}
+        taken = [k for k in self._pending if k in keys]        # the dict keeps submission order
+        for key in taken:
+            del self._pending[key]
+        return taken
+
     def in_flight(self) -> set[str]:
         """Keys submitted and not yet delivered (in cheap checks, queued, or on a device)."""
         return set(self._pending)

@@ -8,6 +8,7 @@ without losing or repeating an evaluation.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import random
@@ -253,9 +254,28 @@ class Campaign:
                 self._refresh(population, p)
                 p.eta_s = self._eta(p, time_left)
                 self.on_progress(p)
+            if self.pending and budget.max_minutes * 60 - elapsed() <= 0:
+                self._withdraw_unstarted(dispatcher, proposers, rng, generation, elapsed())
             p.in_flight, p.elapsed_s = len(self.pending), elapsed()
             self.on_progress(p)
         self._checkpoint(proposers, rng, generation, elapsed())
+
+    def _withdraw_unstarted(self, dispatcher, proposers, rng, generation: int, elapsed: float) -> None:
+        """The time budget is spent: what has not reached a device is not started (it is logged, and named in
+        ``logs/not_started.jsonl``); what is running finishes and is recorded."""
+        taken = dispatcher.withdraw()
+        if not taken:
+            return
+        with open(self.out / "logs" / "not_started.jsonl", "a") as f:
+            for key in taken:
+                item = self.pending.pop(key)
+                f.write(json.dumps({"eval_key": key, "generation": item["generation"],
+                                    "island": item["island"], "candidate_id": item["candidate"]["id"],
+                                    "proposer": item["candidate"].get("proposer", "")}) + "\n")
+        log.info("time budget spent: %d queued evaluations not started (logs/not_started.jsonl); "
+                 "%d running ones finish", len(taken), len(self.pending))
+        self.progress.note = f"time budget spent: {len(taken)} queued not started"
+        self._checkpoint(proposers, rng, generation, elapsed)
 
     def _record(self, population: Population, proposers, key: str, result: EvalResult) -> None:
         item = self.pending.get(key)
