@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import platform
 import random
+import re
 import socket
 import time
 from pathlib import Path
@@ -72,9 +73,27 @@ def _limits(req: EvalRequest) -> SandboxLimits:
                          confine_writes=v.confine_writes, device=req.device)
 
 
+# A source that names none of these runs unchanged on the CPU, so its correctness can be checked there first.
+_DEVICE_BOUND = re.compile(r"\b(triton|cuda|mps|load_inline|cpp_extension|torch\.compile|compile)\b")
+# Verdicts about the candidate's own correctness: a CPU run that gives one of these spares the device. Anything
+# else (a crash, a timeout, an error the CPU alone may raise) leaves the verdict to the target device.
+_CPU_VERDICTS = frozenset({Status.BAD_OUTPUT, Status.OUTPUT_ALIASES_INPUT, Status.INPUT_MUTATED, Status.MISMATCH,
+                           Status.DOMAIN_MISMATCH, Status.TIMED_MISMATCH, Status.DEFERRED_WORK, Status.TAMPERING,
+                           Status.GLOBAL_STATE_CHANGED})
+
+
 def precheck(req: EvalRequest) -> EvalResult | None:
-    """The cheap checks that need no device: parse and static rules. None when the candidate may go on."""
-    return _static(req)[1]
+    """The cheap checks before any device time: parse and static rules; then, for a device other than the CPU and
+    a candidate that runs unchanged on the CPU (plain torch: no Triton, CUDA, extension or compiler), the full
+    verification on the CPU at the problem's default size. None when the candidate may go on to its device."""
+    early = _static(req)[1]
+    if early is not None or req.device == "cpu" or _DEVICE_BOUND.search(req.candidate_source):
+        return early
+    on_cpu = evaluate(dataclasses.replace(req, device="cpu", mode="verify", scale="default"))
+    if on_cpu.status not in _CPU_VERDICTS:
+        return None
+    return dataclasses.replace(on_cpu, reason=f"on the CPU, before any {req.device} time: {on_cpu.reason}",
+                               policy={**on_cpu.policy, "checked_on": "cpu", "target_device": req.device})
 
 
 def _static(req: EvalRequest) -> tuple[tuple[str, ...], EvalResult | None]:

@@ -10,17 +10,30 @@ import math
 import sys
 from collections import defaultdict
 
+import pyarrow.compute as pc
+
 from search import views
 from search.population import read_population
 
 
 def main(campaign_dir: str) -> None:
+    from pathlib import Path
+
+    from search.config import load_snapshot
+    cfg = load_snapshot(campaign_dir)
+    for target in cfg.targets:
+        table_for(campaign_dir, target.hardware,
+                  sorted({(Path(f).parent.name, Path(f).stem) for f in cfg.problem_files}))
+
+
+def table_for(campaign_dir: str, hardware: str, problems: list[tuple[str, str]]) -> None:
     table = read_population(campaign_dir)
+    table = table.filter(pc.equal(table.column("hardware"), hardware))
     rows = table.to_pylist()
-    problems = sorted({(r["level"], r["problem_id"]) for r in rows})
+    tried = {r["problem_id"] for r in rows}
     best = {(r["problem_id"], r["hardware"]): r for r in views.best(table).to_pylist()}
     counts = views.status_counts(table)
-    print(f"# Offline proposers on the bundled suite: `{campaign_dir}`\n")
+    print(f"# Offline proposers on the bundled suite: `{campaign_dir}`, hardware `{hardware}`\n")
     print(f"{table.num_rows} evaluations; statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print("\nSpeedup = the faster of eager and torch.compile over the candidate (medians, 95% CI of the ratio); "
           "only candidates the verifier accepted count. A problem with no accepted candidate faster than the "
@@ -29,7 +42,11 @@ def main(campaign_dir: str) -> None:
     print("|---|---|---|---|---|---|---|---|")
     by_level: dict[str, list[float]] = defaultdict(list)
     for level, pid in problems:
-        r = best.get((pid, "cpu"))
+        r = best.get((pid, hardware))
+        if pid not in tried:
+            print(f"| {level} | {pid} | not reached within the budget | | | | | |")
+            by_level[level].append(float("nan"))
+            continue
         if r is None:
             print(f"| {level} | {pid} | no accepted candidate | | | | | |")
             by_level[level].append(float("nan"))

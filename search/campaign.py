@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import random
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -191,12 +193,14 @@ class Campaign:
                 log.info("resuming at generation %d with %d evaluations in the journal and %d to send again",
                          generation, len(population), len(self.pending))
             ray_handle = ensure_ray(self.address, temp_dir=_ray_temp_dir(self.out))
+            stop_on_sigterm()      # after ray.init, which installs its own handler; restored below
             dispatcher = self._dispatcher()
             for key, item in self.pending.items():
                 island = Island(**item["island"])
                 dispatcher.submit(key, self._request(island, Candidate.from_dict(item["candidate"])), island.hardware)
             self._loop(population, proposers, dispatcher, rng, generation, elapsed0)
         finally:
+            restore_sigterm()
             if dispatcher is not None:
                 dispatcher.shutdown()
             if ray_handle is not None:
@@ -309,6 +313,25 @@ class Campaign:
             return None
         per_eval = p.elapsed_s / max(1, p.done)
         return max(0.0, min(time_left, (p.budget - p.done) * per_eval))
+
+
+_saved_sigterm: list[Any] = []
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (``timeout``, a batch scheduler) stops the campaign like Ctrl-C: the loop unwinds, the actors and
+    the local Ray stop, and the directory resumes. Only the main thread can take signals; elsewhere, nothing."""
+    if threading.current_thread() is threading.main_thread():
+        _saved_sigterm.append(signal.signal(signal.SIGTERM, _on_sigterm))
+
+
+def restore_sigterm() -> None:
+    if _saved_sigterm and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _saved_sigterm.pop())
 
 
 def _ray_temp_dir(out: Path) -> str:

@@ -184,6 +184,10 @@ def _live_run(cfg, out_dir: Path, address: Optional[str]) -> None:
             show(progress)
     except HardwareUnavailable as e:
         _fail(" ".join(str(e).split()))
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the campaign directory {out_dir} is consistent; carry on with "
+                  f"`kswarm resume {out_dir}`")
+        raise typer.Exit(130) from None
     summary = export(out_dir, out_dir / "export")
     paths = report(out_dir)
     out.print(f"[bold]{cfg.campaign.name}[/]: {progress.done} evaluations ({progress.note}); "
