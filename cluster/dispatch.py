@@ -46,6 +46,7 @@ class _Work:
     hardware: str
     prechecked: bool = False
     attempts: int = 0                  # times lost to a dead actor, worker or node
+    priority: int = 0                  # lower goes to a device sooner; equal ones in arrival order
 
 
 @dataclasses.dataclass(eq=False)
@@ -107,8 +108,9 @@ class Dispatcher:
 
     # --- public ------------------------------------------------------------------------------------------------
 
-    def submit(self, key: str, req: EvalRequest, hardware: str) -> None:
-        """Queue ``req`` for a device of class ``hardware``; ``key`` names it in ``poll``'s results."""
+    def submit(self, key: str, req: EvalRequest, hardware: str, priority: int = 0) -> None:
+        """Queue ``req`` for a device of class ``hardware``; ``key`` names it in ``poll``'s results. Of the work
+        waiting for a device of one class, the lowest ``priority`` starts first (ties in arrival order)."""
         if self._closed:
             raise RuntimeError("dispatcher is shut down")
         if hardware not in self._queues:
@@ -116,11 +118,11 @@ class Dispatcher:
                              f"{', '.join(self.targets)}")
         if key in self._pending or key in self._delivered:
             raise ValueError(f"key {key!r} was already submitted")
-        work = _Work(key=key, req=req, hardware=hardware)
+        work = _Work(key=key, req=req, hardware=hardware, priority=priority)
         self._pending[key] = work
         if self._precheck is None:
             work.prechecked = True
-            self._queues[hardware].append(work)
+            self._enqueue(work)
         else:
             self._precheck_queue.append(work)
 
@@ -237,6 +239,14 @@ class Dispatcher:
         queue = self._queues[work.hardware] if work.prechecked else self._precheck_queue
         queue.appendleft(work)
 
+    def _enqueue(self, work: _Work) -> None:
+        """Into its class's queue after every item of the same or a lower priority."""
+        queue = self._queues[work.hardware]
+        at = len(queue)
+        while at > 0 and queue[at - 1].priority > work.priority:
+            at -= 1
+        queue.insert(at, work)
+
     # --- the loop ------------------------------------------------------------------------------------------------
 
     def _pump(self, now: float) -> None:
@@ -294,7 +304,7 @@ class Dispatcher:
         if flight.stage == "precheck":
             if value is None:
                 work.prechecked = True
-                self._queues[work.hardware].append(work)
+                self._enqueue(work)
             else:
                 self._deliver(work, value)
             return
@@ -311,7 +321,7 @@ class Dispatcher:
         if flight.stage == "precheck":
             logger.warning("precheck raised for %s, sending it to the device: %s", work.key, _first_line(exc))
             work.prechecked = True
-            self._queues[work.hardware].append(work)
+            self._enqueue(work)
             return
         self._advance(flight.slot, flight.ref, now)
         logger.error("evaluator raised for %s: %s", work.key, exc)

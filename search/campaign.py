@@ -117,6 +117,10 @@ class Campaign:
                            device=_device_for(island.hardware), mode="bench", scale=island.scale,
                            verify=self.cfg.verify, timing=timing, cache_dir=str(self.cache_dir))
 
+    def _submit(self, dispatcher, key: str, item: dict[str, Any]) -> None:
+        island, cand = Island(**item["island"]), Candidate.from_dict(item["candidate"])
+        dispatcher.submit(key, self._request(island, cand), island.hardware, priority=cost_rank(cand))
+
     def _view(self, population: Population, island: Island) -> IslandView:
         return IslandView(population, island.problem_path, island.hardware,
                           cache_dir=str(self.cache_dir / "torch_extensions"), cores=max(1, (os.cpu_count() or 2) // 2),
@@ -196,8 +200,7 @@ class Campaign:
             stop_on_sigterm()      # after ray.init, which installs its own handler; restored below
             dispatcher = self._dispatcher()
             for key, item in self.pending.items():
-                island = Island(**item["island"])
-                dispatcher.submit(key, self._request(island, Candidate.from_dict(item["candidate"])), island.hardware)
+                self._submit(dispatcher, key, item)
             self._loop(population, proposers, dispatcher, rng, generation, elapsed0)
         finally:
             restore_sigterm()
@@ -246,9 +249,7 @@ class Campaign:
                 self._checkpoint(proposers, rng, generation, elapsed())
                 for key, item in self.pending.items():
                     if key not in dispatcher.in_flight():
-                        island = Island(**item["island"])
-                        dispatcher.submit(key, self._request(island, Candidate.from_dict(item["candidate"])),
-                                          island.hardware)
+                        self._submit(dispatcher, key, item)
                 generation += 1
                 p.generation = generation
             for key, hw, result in dispatcher.poll(timeout=1.0):
@@ -313,6 +314,20 @@ class Campaign:
             return None
         per_eval = p.elapsed_s / max(1, p.done)
         return max(0.0, min(time_left, (p.budget - p.done) * per_eval))
+
+
+# How long a candidate takes to evaluate, by backend, cheapest first: plain torch runs at once; generated kernels
+# build once; a torch.compile candidate compiles for tens of seconds (minutes with autotuning) on the device.
+_COST_RANK = {"torch": 0, "cpp": 1, "triton": 1, "cuda": 1, "compile": 2}
+
+
+def cost_rank(cand: Candidate) -> int:
+    """The dispatch priority of a candidate: within a generation, the cheap ones reach the devices first, so a
+    time budget is spent on many quick answers before a few slow ones."""
+    rank = _COST_RANK.get(cand.backend, 1)
+    if rank == 2 and (cand.params.get("compile") or {}).get("max_autotune"):
+        rank = 3
+    return rank
 
 
 _saved_sigterm: list[Any] = []

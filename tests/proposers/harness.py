@@ -1,14 +1,25 @@
 """Running a generated candidate the way the evaluator does, in this process (our own generated code only)."""
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import tempfile
 import types
+from pathlib import Path
 
 import torch
 
 
+_SOURCES = tempfile.TemporaryDirectory(prefix="ks-harness-")
+
+
 def load_module(source: str, name: str = "_ks_candidate") -> types.ModuleType:
-    mod = types.ModuleType(name)
-    exec(compile(source, f"<{name}>", "exec"), mod.__dict__)
+    """Import ``source`` from a file, as the evaluator's child does (Triton reads a kernel's source from its file)."""
+    path = Path(_SOURCES.name) / f"{name}_{hashlib.sha256(source.encode()).hexdigest()[:12]}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     return mod
 
 
