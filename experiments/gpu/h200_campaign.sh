@@ -4,7 +4,7 @@
 # importable (wheels: ../shared/tools/device-wheels.sh, installed as ../shared/GPU.md shows).
 #   OUT=/some/dir STEP=start  SECONDS_LEFT=380 bash experiments/gpu/h200_campaign.sh   # tests, then the campaign
 #   OUT=/some/dir STEP=resume SECONDS_LEFT=520 bash experiments/gpu/h200_campaign.sh   # carries on where it stopped
-# The campaign is stopped with SIGTERM when SECONDS_LEFT run out (it resumes exactly); its own budget is 13 minutes.
+# The campaign is stopped with SIGTERM when SECONDS_LEFT run out (it resumes exactly); its own budget is 14 minutes.
 set -u
 OUT=${OUT:-/tmp/kswarm-h200}
 mkdir -p "$OUT"
