@@ -125,7 +125,8 @@ class Campaign:
         return IslandView(population, island.problem_path, island.hardware,
                           cache_dir=str(self.cache_dir / "torch_extensions"), cores=max(1, (os.cpu_count() or 2) // 2),
                           hardwares=tuple(t.hardware for t in self.cfg.targets),
-                          near_duplicate=self.cfg.evolution.near_duplicate)
+                          near_duplicate=self.cfg.evolution.near_duplicate, max_parents=self.cfg.evolution.parents,
+                          pool=self.cfg.evolution.population_per_island)
 
     # proposing ---------------------------------------------------------------------------------------------------
     def _proposals(self, population: Population, proposers, generation: int) -> list[tuple[Island, Candidate]]:

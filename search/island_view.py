@@ -23,6 +23,8 @@ class IslandView:
     cores: int = 1
     hardwares: tuple[str, ...] = ()     # the campaign's classes for this problem: each one's speedup is an objective
     near_duplicate: float = 0.95        # code-token similarity at which a candidate is too close to a chosen parent
+    max_parents: int | None = None      # the most parents served, whatever a proposer asks for
+    pool: int | None = None             # the island's population size: parents come from its best-ranked candidates
 
     @property
     def problem_id(self) -> str:
@@ -31,8 +33,10 @@ class IslandView:
     def best(self, k: int = 5) -> list[Scored]:
         """The island's parents: accepted candidates by Pareto rank over (speedup on each class, error), with no
         near duplicates among them (``search.parents``). Suspect speedups are not accepted and never appear."""
+        if self.max_parents is not None:
+            k = min(k, self.max_parents)
         rows = parents.select(self.population.table, self.problem_id, self.hardware, k,
-                              hardwares=self.hardwares, near_duplicate=self.near_duplicate)
+                              hardwares=self.hardwares, near_duplicate=self.near_duplicate, pool=self.pool)
         return [Scored(Candidate.from_dict(d), speedup=s, candidate_ms=ms)
                 for d, s, ms in zip(views.candidate_dicts(rows), rows.column("speedup").to_pylist(),
                                     rows.column("candidate_ms").to_pylist(), strict=True)]

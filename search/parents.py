@@ -44,19 +44,20 @@ def _near(m: difflib.SequenceMatcher, cut: float) -> bool:
 
 
 def select(table: pa.Table, problem_id: str, hardware: str, k: int, *, hardwares: Sequence[str] = (),
-           near_duplicate: float = 0.95) -> pa.Table:
+           near_duplicate: float = 0.95, pool: int | None = None) -> pa.Table:
     """Up to ``k`` accepted rows of the (problem, hardware) island, as parents, in selection order.
 
     ``hardwares`` are the classes whose speedups are objectives (the island's own class is always one); a
     candidate not accepted on a class counts as worst there. Rows whose code-token similarity to a chosen parent
-    is at least ``near_duplicate`` are skipped (a value above 1 keeps every row)."""
+    is at least ``near_duplicate`` are skipped (a value above 1 keeps every row). ``pool`` is the island's
+    population: only that many of its best-ranked candidates are candidates for parenthood."""
     island = views.accepted(views.select(table, problem_id=problem_id, hardware=hardware))
     if k <= 0 or island.num_rows == 0:
         return island.schema.empty_table()
     hws = sorted(set(hardwares) | {hardware})
     ranks = pareto.candidate_ranks(table, problem_id, hws)
     here = ranks.filter(pc.is_valid(ranks.column(f"speedup@{hardware}")))
-    order = here.column("candidate_id").to_pylist()
+    order = here.column("candidate_id").to_pylist()[:pool]
     sources = dict(zip(island.column("candidate_id").to_pylist(), island.column("source").to_pylist()))
     chosen: list[str] = []
     kept: list[list[str]] = []

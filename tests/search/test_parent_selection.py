@@ -83,6 +83,8 @@ def test_parents_by_pareto_rank_across_classes_without_near_duplicates(tmp_path:
     # with the cpu class alone: E (fastest) and D (most exact) are the front; A is E's near duplicate
     assert ids(select(t, "add", "cpu", 10)) == [cid(x) for x in "EDCB"]
     assert select(t, "add", "cpu", 0).num_rows == 0 and select(t, "other", "cpu", 3).num_rows == 0
+    # an island population of 2: only B and A (the two best-ranked) may be parents
+    assert ids(select(t, "add", "cpu", 10, hardwares=("cpu", "h100"), pool=2)) == [cid("B"), cid("A")]
     # the chosen rows are whole island rows of the right class
     assert set(parents.column("hardware").to_pylist()) == {"cpu"}
     assert set(parents.column("status").to_pylist()) == {"accepted"}
@@ -95,3 +97,6 @@ def test_island_view_serves_the_selected_parents(tmp_path: Path) -> None:
     assert [s.candidate.id for s in best] == [cid(x) for x in "BAD"]
     assert [s.speedup for s in best] == [2.0, 3.0, 1.5]          # the speedup on the view's own class
     assert best[0].candidate.source == SRC["B"]
+    # the campaign's evolution.parents caps what any proposer is served
+    capped = IslandView(pop, "/p/level1/add.py", "cpu", hardwares=("cpu", "h100"), max_parents=2)
+    assert [s.candidate.id for s in capped.best(5)] == [cid("B"), cid("A")]
