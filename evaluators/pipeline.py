@@ -74,7 +74,7 @@ def _limits(req: EvalRequest) -> SandboxLimits:
 
 
 # A source that names none of these runs unchanged on the CPU, so its correctness can be checked there first.
-_DEVICE_BOUND = re.compile(r"\b(triton|cuda|mps|load_inline|cpp_extension|torch\.compile|compile)\b")
+_DEVICE_BOUND = re.compile(r"\b(triton|cuda|mps|load_inline|cpp_extension|compile)\b")
 # Verdicts about the candidate's own correctness: a CPU run that gives one of these spares the device. Anything
 # else (a crash, a timeout, an error the CPU alone may raise) leaves the verdict to the target device.
 _CPU_VERDICTS = frozenset({Status.BAD_OUTPUT, Status.OUTPUT_ALIASES_INPUT, Status.INPUT_MUTATED, Status.MISMATCH,

@@ -10,8 +10,6 @@ import math
 import sys
 from collections import defaultdict
 
-import pyarrow.compute as pc
-
 from search import views
 from search.population import read_population
 
@@ -21,14 +19,13 @@ def main(campaign_dir: str) -> None:
 
     from search.config import load_snapshot
     cfg = load_snapshot(campaign_dir)
+    population = read_population(campaign_dir)
+    problems = sorted({(Path(f).parent.name, Path(f).stem) for f in cfg.problem_files})
     for target in cfg.targets:
-        table_for(campaign_dir, target.hardware,
-                  sorted({(Path(f).parent.name, Path(f).stem) for f in cfg.problem_files}))
+        table_for(campaign_dir, views.select(population, hardware=target.hardware), target.hardware, problems)
 
 
-def table_for(campaign_dir: str, hardware: str, problems: list[tuple[str, str]]) -> None:
-    table = read_population(campaign_dir)
-    table = table.filter(pc.equal(table.column("hardware"), hardware))
+def table_for(campaign_dir: str, table, hardware: str, problems: list[tuple[str, str]]) -> None:
     rows = table.to_pylist()
     tried = {r["problem_id"] for r in rows}
     best = {(r["problem_id"], r["hardware"]): r for r in views.best(table).to_pylist()}

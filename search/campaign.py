@@ -181,6 +181,7 @@ class Campaign:
         population = Population.open(self.out, writer=True)
         ray_handle = None
         dispatcher = None
+        old_sigterm = None
         try:
             ck = load_checkpoint(self.out)
             proposers = {t.hardware: build_proposers(self.cfg, self.out) for t in self.cfg.targets}
@@ -198,13 +199,14 @@ class Campaign:
                 log.info("resuming at generation %d with %d evaluations in the journal and %d to send again",
                          generation, len(population), len(self.pending))
             ray_handle = ensure_ray(self.address, temp_dir=_ray_temp_dir(self.out))
-            stop_on_sigterm()      # after ray.init, which installs its own handler; restored below
+            old_sigterm = _sigterm_as_interrupt()    # after ray.init, which installs its own; restored below
             dispatcher = self._dispatcher()
             for key, item in self.pending.items():
                 self._submit(dispatcher, key, item)
             self._loop(population, proposers, dispatcher, rng, generation, elapsed0)
         finally:
-            restore_sigterm()
+            if old_sigterm is not None:
+                signal.signal(signal.SIGTERM, old_sigterm)
             if dispatcher is not None:
                 dispatcher.shutdown()
             if ray_handle is not None:
@@ -331,23 +333,17 @@ def cost_rank(cand: Candidate) -> int:
     return rank
 
 
-_saved_sigterm: list[Any] = []
-
-
 def _on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def stop_on_sigterm() -> None:
+def _sigterm_as_interrupt() -> Any:
     """SIGTERM (``timeout``, a batch scheduler) stops the campaign like Ctrl-C: the loop unwinds, the actors and
-    the local Ray stop, and the directory resumes. Only the main thread can take signals; elsewhere, nothing."""
-    if threading.current_thread() is threading.main_thread():
-        _saved_sigterm.append(signal.signal(signal.SIGTERM, _on_sigterm))
-
-
-def restore_sigterm() -> None:
-    if _saved_sigterm and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _saved_sigterm.pop())
+    the local Ray stop, and the directory resumes. Returns the handler it replaced, or None off the main thread,
+    which cannot take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _ray_temp_dir(out: Path) -> str:

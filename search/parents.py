@@ -31,15 +31,12 @@ def _tokens(source: str) -> list[str]:
 
 def similarity(a: str, b: str) -> float:
     """How alike two sources are, 0..1, over their code tokens (1.0: the same code up to comments and layout)."""
-    ta, tb = _tokens(a), _tokens(b)
-    if ta == tb:
-        return 1.0
-    m = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
-    return m.ratio()
+    return difflib.SequenceMatcher(None, _tokens(a), _tokens(b), autojunk=False).ratio()
 
 
-def _near(m: difflib.SequenceMatcher, cut: float) -> bool:
-    # the cheap upper bounds first: most pairs fail them
+def _near(a: list[str], b: list[str], cut: float) -> bool:
+    """Whether two token lists are at least ``cut`` alike; the cheap upper bounds first, which most pairs fail."""
+    m = difflib.SequenceMatcher(None, a, b, autojunk=False)
     return m.real_quick_ratio() >= cut and m.quick_ratio() >= cut and m.ratio() >= cut
 
 
@@ -57,22 +54,16 @@ def select(table: pa.Table, problem_id: str, hardware: str, k: int, *, hardwares
     hws = sorted(set(hardwares) | {hardware})
     ranks = pareto.candidate_ranks(table, problem_id, hws)
     here = ranks.filter(pc.is_valid(ranks.column(f"speedup@{hardware}")))
-    order = here.column("candidate_id").to_pylist()[:pool]
-    sources = dict(zip(island.column("candidate_id").to_pylist(), island.column("source").to_pylist()))
-    chosen: list[str] = []
+    row_of = {c: i for i, c in enumerate(island.column("candidate_id").to_pylist())}  # one row each (eval_key)
+    sources = island.column("source").to_pylist()
+    chosen: list[int] = []
     kept: list[list[str]] = []
-    for cid in order:
-        toks = _tokens(sources[cid])
-        if near_duplicate <= 1.0 and any(
-                _near(difflib.SequenceMatcher(None, toks, other, autojunk=False), near_duplicate) for other in kept):
+    for cid in here.column("candidate_id").to_pylist()[:pool]:
+        toks = _tokens(sources[row_of[cid]])
+        if near_duplicate <= 1.0 and any(_near(toks, other, near_duplicate) for other in kept):
             continue
-        chosen.append(cid)
+        chosen.append(row_of[cid])
         kept.append(toks)
         if len(chosen) == k:
             break
-    # one row per chosen candidate (the island may hold a candidate once per evaluation; take its first row)
-    ids = island.column("candidate_id").to_pylist()
-    first = {}
-    for i, c in enumerate(ids):
-        first.setdefault(c, i)
-    return island.take(pa.array([first[c] for c in chosen], pa.int64()))
+    return island.take(pa.array(chosen, pa.int64()))
