@@ -157,12 +157,14 @@ def _h_init(state, msg, *, torch, inp, timers, integrity):
     integrity.settle_torch()
     state["before"] = integrity.snapshot(extra_modules=_HARNESS_MODULES)
     state["settings_before"] = integrity.global_settings()
+    state["threads_before"] = integrity.python_threads()      # the harness's own, before any candidate code
     state["fault_status"] = "compile_error"
     t0 = time.perf_counter()
     subject = msg["subject"]
     init_inputs = list(problem.get_init_inputs())
     if subject == "candidate":
         import importlib.util
+        state["candidate_path"] = msg["candidate_path"]
         spec = importlib.util.spec_from_file_location("candidate", msg["candidate_path"])
         module = importlib.util.module_from_spec(spec)
         sys.modules["candidate"] = module
@@ -193,7 +195,6 @@ def _h_init(state, msg, *, torch, inp, timers, integrity):
     for _ in range(max(1, int(msg.get("warmup", 1)))):
         model(*warm)
     integrity.sync(device)
-    state["threads_after_init"] = integrity.python_threads()
     return "ready", {
         "compile_seconds": time.perf_counter() - t0,
         "state_dict_loaded": loaded,
@@ -296,7 +297,10 @@ def _h_audit(state, msg, *, torch, inp, timers, integrity):
     return "audit", {
         "replaced": integrity.diff(state["before"], after),
         "settings": integrity.global_settings(),
-        "new_threads": sorted(set(integrity.python_threads()) - set(state.get("threads_after_init", []))),
+        # threads the candidate started and left running its own code: a worker that finishes a call's work after
+        # forward returned may win the race with the snapshot at return, but not this census
+        "threads_left": integrity.threads_in_code_from(state["candidate_path"], state.get("threads_before", []))
+        if state.get("candidate_path") else [],
     }
 
 

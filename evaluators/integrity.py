@@ -84,8 +84,30 @@ def global_settings() -> dict[str, Any]:
     return s
 
 
+# bound when the harness loads, before any candidate code could replace them
+_enumerate, _current_frames, _main_thread = threading.enumerate, sys._current_frames, threading.main_thread
+
+
 def python_threads() -> list[str]:
-    return [f"{t.name}:{t.ident}" for t in threading.enumerate() if t is not threading.main_thread()]
+    return [f"{t.name}:{t.ident}" for t in _enumerate() if t is not _main_thread()]
+
+
+def threads_in_code_from(path: str, exclude: list[str]) -> list[str]:
+    """Threads, other than those named in ``exclude`` (as ``python_threads`` names them), with a frame from the
+    file ``path`` on their stack: a worker the candidate started and left running its own code. Threads that
+    libraries start (a progress-bar monitor, a compiler's pool) run no candidate code and do not count."""
+    frames = _current_frames()
+    out = []
+    for t in _enumerate():
+        name = f"{t.name}:{t.ident}"
+        if t is _main_thread() or name in exclude:
+            continue
+        f = frames.get(t.ident)
+        while f is not None and f.f_code.co_filename != path:
+            f = f.f_back
+        if f is not None:
+            out.append(name)
+    return sorted(out)
 
 
 def sync(device: str) -> None:
