@@ -18,6 +18,7 @@ from typing import Any, Callable, Union
 import ray
 
 from cluster import hardware
+from evaluators.machines import nvidia_driver_version
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
 
@@ -74,14 +75,9 @@ def _device_name(hw_class: str) -> tuple[str, dict[str, Any]]:
         versions["cuda"] = torch.version.cuda
         name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unavailable"
         if torch.cuda.is_available():
-            versions["driver"] = _nvidia_driver()
+            versions["driver"] = nvidia_driver_version()
         return name, versions
     return hardware.probe_cpu().model, versions    # an Apple chip's brand string is its CPU model too
-
-
-def _nvidia_driver() -> str | None:
-    text = hardware._run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
-    return text.strip().splitlines()[0] if text else None
 
 
 class EvaluatorActor:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from evaluators.judge import CheckLog, Reference, Rejected, init_child, timed_loop
+from evaluators.judge import CheckLog, Reference, Rejected, init_child, timed_loop, timer_kind
 from evaluators.policy import TimingPolicy, VerifyPolicy
 from evaluators.result import Status
 from evaluators.sandbox import Child, ChildFailed, SandboxLimits
@@ -44,20 +44,19 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def measure_baseline(name: str, ref: Reference, *, timing: TimingPolicy, verify: VerifyPolicy,
-                     limits: SandboxLimits, cache_dir: Path, timer: str, rng: random.Random) -> dict[str, Any]:
+def measure_baseline(name: str, ref: Reference, *, timing: TimingPolicy, limits: SandboxLimits, cache_dir: Path,
+                     rng: random.Random) -> dict[str, Any]:
     """Time one baseline (``eager`` or ``compile``) in a fresh child. Returns raw samples and compile seconds."""
     with Child(limits, cache_dir, label=f"baseline-{name}") as child:
-        ready = init_child(child, name, ref, candidate_path=None, timer=timer, warmup=timing.warmup)
-        flush = timing.flush_cpu_cache if timer == "cpu" else timing.flush_cache
-        run = timed_loop(child, ref, verify, timing, rng, CheckLog(), flush=flush, check=False)
+        ready = init_child(child, name, ref, candidate_path=None, warmup=timing.warmup)
+        run = timed_loop(child, ref, VerifyPolicy(), timing, rng, CheckLog(),   # unchecked: the reference itself
+                         flush=timing.flush_for(timer_kind(ref.device)), check=False)
     return {"samples_ns": run.samples_ns, "compile_seconds": ready["compile_seconds"],
             "device_name": ready["device_name"]}
 
 
-def cached_baselines(ref: Reference, *, device_name: str, timing: TimingPolicy, verify: VerifyPolicy,
-                     limits: SandboxLimits, cache_dir: Path, timer: str, rng: random.Random,
-                     fresh: bool = False) -> dict[str, dict[str, Any]]:
+def cached_baselines(ref: Reference, *, device_name: str, timing: TimingPolicy, limits: SandboxLimits,
+                     cache_dir: Path, rng: random.Random, fresh: bool = False) -> dict[str, dict[str, Any]]:
     """Baselines from the cache, or measured and stored. A baseline that fails is a problem error."""
     path = cache_dir / "baselines" / f"{baseline_key(ref, device_name, timing)}.json"
     if not fresh and path.exists():
@@ -70,8 +69,7 @@ def cached_baselines(ref: Reference, *, device_name: str, timing: TimingPolicy, 
     data = {}
     for name in timing.baselines:
         try:
-            data[name] = measure_baseline(name, ref, timing=timing, verify=verify, limits=limits,
-                                          cache_dir=cache_dir, timer=timer, rng=rng)
+            data[name] = measure_baseline(name, ref, timing=timing, limits=limits, cache_dir=cache_dir, rng=rng)
         except (Rejected, ChildFailed) as e:
             raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
     _atomic_write(path, json.dumps(data))

@@ -18,10 +18,10 @@ import torch
 
 from evaluators import inputs as inp
 from evaluators.compare import compare, inputs_unchanged
-from evaluators.policy import PROBES, TimingPolicy, VerifyPolicy
+from evaluators.policy import TimingPolicy, VerifyPolicy
 from evaluators.problem import ProblemInfo, load_problem_module
 from evaluators.result import Status
-from evaluators.sandbox import Child, ChildFailed, SandboxLimits
+from evaluators.sandbox import Child
 
 log = logging.getLogger(__name__)
 POISON = (float("nan"), -7.77e30, 3.3e4, float("nan"), 1.0e-30)
@@ -31,6 +31,24 @@ class Rejected(Exception):
     def __init__(self, status: Status, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason
+
+
+def _rejection(reply: Any, what: str, default: str = "runtime_error", limit: int = 400) -> Rejected:
+    """What an error reply from the child means: the status it names, on the first line of ``what``. The child
+    runs candidate code, so a status the judge does not know, or ``accepted``, is taken as a crash."""
+    try:
+        status = Status(reply.get("status", default))
+    except ValueError:
+        status = Status.CRASHED
+    if status is Status.ACCEPTED:
+        status = Status.CRASHED
+    return Rejected(status, (what.splitlines() or [""])[0][:limit])
+
+
+def timer_kind(device: str) -> str:
+    """The timer a device is timed with: cuda, mps, or cpu for everything else."""
+    kind = torch.device(device).type
+    return kind if kind in ("cuda", "mps") else "cpu"
 
 
 @dataclasses.dataclass
@@ -49,7 +67,7 @@ class Reference:
     def error_budget(self, inputs: list[Any], outs: list[torch.Tensor]) -> list[torch.Tensor | None] | None:
         """|float32 reference - float64 reference| per float32 output: how far honest float32 arithmetic in
         another order may land. None when the model cannot run in float64."""
-        if not any(o.dtype == torch.float32 for o in outs):
+        if self._model64 is False or not any(o.dtype == torch.float32 for o in outs):
             return None
         try:
             if self._model64 is None:
@@ -120,8 +138,7 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
                   mismatch_status: Status) -> None:
     """Raise Rejected unless the child's outputs for this call are acceptable."""
     if reply_kind == "error":
-        raise Rejected(Status(reply.get("status", "runtime_error")),
-                       f"{where}: {reply.get('message', 'failed')}".splitlines()[0][:400])
+        raise _rejection(reply, f"{where}: {reply.get('message', 'failed')}")
     if reply.get("bad"):
         raise Rejected(Status.BAD_OUTPUT, f"{where}: {reply['bad']}")
     if reply.get("alias"):
@@ -130,7 +147,7 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
     if changed:
         raise Rejected(Status.INPUT_MUTATED, f"{where}: {changed}; candidates must not modify their inputs")
     c = compare(reply["outputs"], ref_out, reply["devices"], ref.device, policy, ref.info.tolerance)
-    if not c.ok and ref._model64 is not False:
+    if not c.ok:
         # before calling it wrong, allow for the float32 rounding the reference itself makes on these inputs
         budget = ref.error_budget(ref_inputs, ref_out)
         if budget is not None:
@@ -139,14 +156,12 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
     if c.structural:
         raise Rejected(Status.BAD_OUTPUT, f"{where}: {c.reason}")
     log_.add(c)
-    if not c.ok:
-        if reply.get("deferred"):
-            raise Rejected(Status.DEFERRED_WORK, f"{where}: the output was still changing after forward returned "
-                           "(work left on a thread or side stream); finish all work before returning")
-        raise Rejected(mismatch_status, f"{where}: {c.reason}")
     if reply.get("deferred"):
-        raise Rejected(Status.DEFERRED_WORK, f"{where}: the output changed after forward returned (work left on "
-                       "a thread or side stream); finish all work before returning")
+        raise Rejected(Status.DEFERRED_WORK, f"{where}: the output {'changed' if c.ok else 'was still changing'} "
+                       "after forward returned (work left on a thread or side stream); finish all work before "
+                       "returning")
+    if not c.ok:
+        raise Rejected(mismatch_status, f"{where}: {c.reason}")
 
 
 def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random.Random, log_: CheckLog) -> None:
@@ -211,17 +226,14 @@ def timed_loop(child: Child, ref: Reference, policy: VerifyPolicy, timing: Timin
                                                 "reuse": rng.random() < 0.5})
         poison_k += 1
         if kind == "error":
-            raise Rejected(Status(reply.get("status", "runtime_error")),
-                           f"timed call {len(samples) + 1}: {reply.get('message', '')}".splitlines()[0][:400])
+            raise _rejection(reply, f"timed call {len(samples) + 1}: {reply.get('message', '')}")
         t0 = time.perf_counter_ns()
         kind, reply = child.request("go", {})
         rt = time.perf_counter_ns() - t0
-        if kind != "error":
-            # the output snapshot after the timer stopped is the harness's work, not the call's
-            rt -= max(0, min(int(reply.get("post_ns", 0)), rt // 2))
         if kind == "error":
-            raise Rejected(Status(reply.get("status", "runtime_error")),
-                           f"timed call {len(samples) + 1}: {reply.get('message', '')}".splitlines()[0][:400])
+            raise _rejection(reply, f"timed call {len(samples) + 1}: {reply.get('message', '')}")
+        # the output snapshot after the timer stopped is the harness's work, not the call's
+        rt -= max(0, min(int(reply.get("post_ns", 0)), rt // 2))
         ns = int(reply["ns"])
         if ns <= 0 or ns > rt:
             raise Rejected(Status.TIMING_INCONSISTENT, f"timed call {len(samples) + 1}: the child reported "
@@ -277,12 +289,17 @@ def audit(child: Child, settings_before: dict[str, Any]) -> None:
     """Raise Rejected if the judge's functions were replaced or global settings changed, or threads remain."""
     kind, reply = child.request("audit", {})
     if kind == "error":
-        raise Rejected(Status(reply.get("status", "runtime_error")), reply.get("message", "audit failed"))
+        raise _rejection(reply, reply.get("message", "audit failed"))
     replaced = reply.get("replaced") or []
     if replaced:
         shown = ", ".join(replaced[:5]) + (" ..." if len(replaced) > 5 else "")
         raise Rejected(Status.TAMPERING, f"candidate code replaced {len(replaced)} function(s) the judge relies on: "
                        f"{shown}; candidates must not monkeypatch torch, timers or the harness")
+    left = reply.get("threads_left") or []
+    if left:
+        shown = ", ".join(left[:3]) + (" ..." if len(left) > 3 else "")
+        raise Rejected(Status.DEFERRED_WORK, f"candidate code left {len(left)} thread(s) running its own code "
+                       f"({shown}); do all work inside forward on the calling thread")
     after = reply.get("settings") or {}
     changed = [f"{k}: {settings_before.get(k)!r} -> {after.get(k)!r}" for k in settings_before
                if after.get(k) != settings_before.get(k)]
@@ -291,22 +308,21 @@ def audit(child: Child, settings_before: dict[str, Any]) -> None:
                        + "); the baselines run with the defaults, so the candidate must too")
 
 
-def init_child(child: Child, subject: str, ref: Reference, *, candidate_path: Path | None, timer: str,
+def init_child(child: Child, subject: str, ref: Reference, *, candidate_path: Path | None,
                warmup: int, compile_options: dict[str, Any] | None = None) -> dict[str, Any]:
     kind, reply = child.request("init", {
         "subject": subject, "problem_path": str(Path(ref.info.path).resolve()), "scale": ref.info.scale,
-        "device": ref.device, "seed": ref.seed, "state_dict": ref.state_dict, "timer": timer,
+        "device": ref.device, "seed": ref.seed, "state_dict": ref.state_dict, "timer": timer_kind(ref.device),
         "candidate_path": str(candidate_path) if candidate_path else None, "warmup": warmup,
         "compile_options": compile_options or {},
     })
     if kind == "error":
-        status = Status(reply.get("status", "compile_error"))
         tb = (reply.get("traceback") or "").strip().splitlines()
         where = ""
         for line in reversed(tb):
             if "candidate" in line and "line" in line:
                 where = " at " + line.strip()
                 break
-        raise Rejected(status, f"building or warming up the {subject} failed: {reply.get('message', '')}{where}"
-                       .splitlines()[0][:500])
+        raise _rejection(reply, f"building or warming up the {subject} failed: {reply.get('message', '')}{where}",
+                         default="compile_error", limit=500)
     return reply

@@ -7,8 +7,11 @@ an honest kernel is never flagged.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 
 
@@ -35,6 +38,20 @@ def cpu_model_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@functools.cache
+def nvidia_driver_version() -> str | None:
+    """The NVIDIA driver's version from ``nvidia-smi``, once per process; None where there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return lines[0] if lines else None
 
 
 def _cpu_model() -> MachineModel:

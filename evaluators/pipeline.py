@@ -21,8 +21,8 @@ from evaluators import __version__ as tool_version
 from evaluators import static_checks
 from evaluators.baseline import cached_baselines
 from evaluators.judge import (CheckLog, Rejected, audit, build_reference, host_clock_consistent, init_child,
-                              ping_overhead, timed_loop, verify_calls)
-from evaluators.machines import cpu_model_name, hardware_class, machine_model
+                              ping_overhead, timed_loop, timer_kind, verify_calls)
+from evaluators.machines import cpu_model_name, hardware_class, machine_model, nvidia_driver_version
 from evaluators.policy import EvalRequest
 from evaluators.problem import check_candidate_source
 from evaluators.profile import problem_cost
@@ -39,31 +39,13 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "kernelswarm"
 
 
-def timer_kind(device: str) -> str:
-    return torch.device(device).type if torch.device(device).type in ("cuda", "mps") else "cpu"
-
-
-def flush_for(req: EvalRequest, timer: str) -> bool:
-    return req.timing.flush_cpu_cache if timer == "cpu" else req.timing.flush_cache
-
-
 def provenance(device: str, device_name: str) -> dict[str, Any]:
     return {
         "kernelswarm": tool_version, "torch": torch.__version__, "cuda": torch.version.cuda,
         "python": platform.python_version(), "host": socket.gethostname(), "cpu": cpu_model_name(),
         "device": device, "device_name": device_name, "threads": torch.get_num_threads(),
-        "driver": _driver_version() if device.startswith("cuda") else None,
+        "driver": nvidia_driver_version() if device.startswith("cuda") else None,
     }
-
-
-def _driver_version() -> str | None:
-    try:
-        import subprocess
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-    except (OSError, IndexError, subprocess.TimeoutExpired):
-        return None
 
 
 def _limits(req: EvalRequest) -> SandboxLimits:
@@ -137,14 +119,13 @@ def evaluate(req: EvalRequest) -> EvalResult:
             cand_path.write_text(req.candidate_source)
             ping = ping_overhead(child)
             try:
-                ready = init_child(child, "candidate", ref, candidate_path=cand_path, timer=timer,
-                                   warmup=req.timing.warmup)
+                ready = init_child(child, "candidate", ref, candidate_path=cand_path, warmup=req.timing.warmup)
                 verify_calls(child, ref, req.verify, rng, checks)
                 if req.mode == "verify":
                     run = timed_loop(child, ref, req.verify, req.timing, rng, checks, n_calls=VERIFY_MODE_CALLS,
                                      flush=False)
                 else:
-                    run = timed_loop(child, ref, req.verify, req.timing, rng, checks, flush=flush_for(req, timer))
+                    run = timed_loop(child, ref, req.verify, req.timing, rng, checks, flush=req.timing.flush_for(timer))
             except Rejected as first:
                 # a replaced judge or changed settings explains a failed check better than the check itself
                 if ready:
@@ -169,7 +150,7 @@ def evaluate(req: EvalRequest) -> EvalResult:
                         provenance=provenance(req.device, device_name), **_errors(checks), **base)
     if req.mode == "verify":
         return result
-    return _with_timing(req, ref, result, run.samples_ns, limits, cache_dir, timer, rng)
+    return _with_timing(req, ref, result, run.samples_ns, limits, cache_dir, rng)
 
 
 def _errors(checks: CheckLog) -> dict[str, Any]:
@@ -180,16 +161,16 @@ def _errors(checks: CheckLog) -> dict[str, Any]:
 
 
 def _with_timing(req: EvalRequest, ref, result: EvalResult, samples: list[int], limits: SandboxLimits,
-                 cache_dir: Path, timer: str, rng: random.Random) -> EvalResult:
+                 cache_dir: Path, rng: random.Random) -> EvalResult:
     cand = summarize(samples)
     warnings: list[str] = []
     try:
-        before = cached_baselines(ref, device_name=result.device_name, timing=req.timing, verify=req.verify,
-                                  limits=limits, cache_dir=cache_dir, timer=timer, rng=rng)
+        before = cached_baselines(ref, device_name=result.device_name, timing=req.timing, limits=limits,
+                                  cache_dir=cache_dir, rng=rng)
         after = None
         if req.timing.rounds >= 2:
-            after = cached_baselines(ref, device_name=result.device_name, timing=req.timing, verify=req.verify,
-                                     limits=limits, cache_dir=cache_dir, timer=timer, rng=rng, fresh=True)
+            after = cached_baselines(ref, device_name=result.device_name, timing=req.timing, limits=limits,
+                                     cache_dir=cache_dir, rng=rng, fresh=True)
     except Rejected as r:
         return dataclasses.replace(result, status=r.status, reason=r.reason, candidate=cand)
     stats: dict[str, TimeStats] = {}

@@ -47,6 +47,10 @@ class TimingPolicy:
     baselines: tuple[str, ...] = ("eager", "compile")
     rounds: int = 2                      # candidate/baseline sandwiches: base, cand, base, cand, ...
 
+    def flush_for(self, timer: str) -> bool:
+        """Whether a timed call on a ``timer`` (cpu, cuda, mps) starts with the caches flushed."""
+        return self.flush_cpu_cache if timer == "cpu" else self.flush_cache
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -20,8 +20,7 @@ import torch
 from evaluators.baseline import measure_baseline
 from evaluators.judge import Rejected, build_reference
 from evaluators.machines import cpu_model_name
-from evaluators.pipeline import timer_kind
-from evaluators.policy import TimingPolicy, VerifyPolicy
+from evaluators.policy import TimingPolicy
 from evaluators.sandbox import ChildFailed, SandboxLimits
 from evaluators.stats import summarize
 
@@ -38,7 +37,6 @@ def main() -> None:
     ap.add_argument("--only", default="", help="substring of the problem paths to keep")
     args = ap.parse_args()
     timing = TimingPolicy(time_cap_s=args.time_cap, min_samples=10)
-    verify = VerifyPolicy()
     limits = SandboxLimits(timeout_s=600, memory_mb=16384)
     rng = random.Random(0)
     lines = []
@@ -51,8 +49,8 @@ def main() -> None:
         stats = {}
         for name in ("eager", "compile"):
             try:
-                m = measure_baseline(name, ref, timing=timing, verify=verify, limits=limits,
-                                     cache_dir=Path(args.cache_dir), timer=timer_kind(args.device), rng=rng)
+                m = measure_baseline(name, ref, timing=timing, limits=limits, cache_dir=Path(args.cache_dir),
+                                     rng=rng)
                 stats[name] = (summarize(m["samples_ns"]), m["compile_seconds"])
             except (Rejected, ChildFailed) as e:
                 stats[name] = (None, e.reason)
