@@ -6,4 +6,4 @@ from proposers.rewrites import affine, rule
 
 NAME = "algebraic"
 RULES = affine.ALL_RULES
-applies, transform, rewrite = rule.make(NAME, RULES)
+applies, transform = rule.make(RULES)

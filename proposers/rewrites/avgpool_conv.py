@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.fx as fx
@@ -80,8 +78,3 @@ def transform(ctx) -> bool:
         graph.eliminate_dead_code()
     em.notes.append(f"{len(pools)} average pool(s) as convolution")
     return True
-
-
-def rewrite(problem, params: Mapping[str, Any] | None = None) -> str | None:
-    from proposers.rewrites.core import generate
-    return generate(problem, [NAME], params)

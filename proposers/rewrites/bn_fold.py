@@ -9,4 +9,4 @@ from proposers.rewrites import rule
 NAME = "bn_fold"
 RULES = frozenset({"bn"})
 REQUIRED = frozenset({"bn"})
-applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)
+applies, transform = rule.make(RULES, REQUIRED)

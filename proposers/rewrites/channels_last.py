@@ -7,8 +7,6 @@ oneDNN and cuDNN then run the convolutions and the elementwise ops between them 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.fx as fx
@@ -62,8 +60,3 @@ def transform(ctx) -> bool:
         "        _m.weight.data = _m.weight.data.contiguous(memory_format=torch.channels_last)")
     ctx.em.notes.append("channels_last")
     return True
-
-
-def rewrite(problem, params: Mapping[str, Any] | None = None) -> str | None:
-    from proposers.rewrites.core import generate
-    return generate(problem, [NAME], params)

@@ -220,10 +220,7 @@ def render(problem: Problem, gm: fx.GraphModule, em: Emission, title: str) -> st
     body, imports = forward_source(gm, problem.module_name, fwd_name)
     derive_code = "\n".join(list(em.derived.values()) + list(em.dtype_of.values()) + list(em.attrs.values())
                             + em.init_lines + em.prelude)
-    helpers = [src for name, src in HELPERS.items() if re.search(rf"\b{name}\b", derive_code)]
-    # helpers may call one another
-    if any("_ks_get" in h for h in helpers) and HELPERS["_ks_get"] not in helpers:
-        helpers.insert(0, HELPERS["_ks_get"])
+    helpers = [src for name, src in HELPERS.items() if re.search(rf"\b{name}\b", derive_code)]   # none calls another
 
     out: list[str] = [f"# kernelswarm rewrite: {title}\n", module_src, "\n", "# ---- generated ----\n",
                       "import math\nimport torch\nimport torch.nn.functional\n"]

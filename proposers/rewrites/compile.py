@@ -10,7 +10,6 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-import torch.fx as fx
 
 from proposers.base import device_kind
 
@@ -68,17 +67,3 @@ def variants(hardware: str, limit: int | None = None) -> list[dict[str, Any]]:
         if o not in ordered:
             ordered.append(o)
     return ordered[:limit] if limit else ordered
-
-
-def applies(gm: fx.GraphModule | None) -> bool:
-    return True
-
-
-def transform(ctx) -> bool:
-    ctx.em.compile_options = dict(ctx.params.get("compile") or {})
-    return False  # compiling alone is not a graph change
-
-
-def rewrite(problem, params: Mapping[str, Any] | None = None) -> str | None:
-    from proposers.rewrites.core import generate
-    return generate(problem, [NAME], params)

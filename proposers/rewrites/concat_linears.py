@@ -8,8 +8,6 @@ reduction and no separate add.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.fx as fx
@@ -73,10 +71,3 @@ def transform(ctx) -> bool:
         graph.eliminate_dead_code()
     em.notes.append(f"{len(pairs)} sum(s) of linears on different inputs concatenated")
     return True
-
-
-def rewrite(problem, params: Mapping[str, Any] | None = None) -> str | None:
-    from proposers.rewrites.core import generate
-    return generate(problem, [NAME], params)
-
-

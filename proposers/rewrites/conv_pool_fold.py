@@ -8,4 +8,4 @@ from proposers.rewrites import rule
 NAME = "conv_pool_fold"
 RULES = frozenset({"pool", "scale_bias"})
 REQUIRED = frozenset({"pool"})
-applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)
+applies, transform = rule.make(RULES, REQUIRED)

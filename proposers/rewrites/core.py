@@ -1,8 +1,8 @@
 """Applying named rewrites to a problem and rendering the result as a candidate source.
 
-A rewrite is a module with ``NAME``, ``applies(gm) -> bool`` (does it change this traced graph?), ``transform(ctx)
--> bool`` (mutate the context's graph and emission; True if it changed anything) and ``rewrite(problem, params)
--> str | None`` (the candidate source of that rewrite alone). ``generate`` composes several in order and checks that
+A graph rewrite is a module with ``NAME``, ``applies(gm) -> bool`` (does it change this traced graph?) and
+``transform(ctx) -> bool`` (mutate the context's graph and emission; True if it changed anything); ``compile`` is
+not a graph change but the compiler options ``generate`` sets. ``generate`` composes several in order and checks that
 the candidate is the same at every scale of the problem, so that nothing traced at one size is baked into it.
 """
 from __future__ import annotations

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import operator
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -259,8 +258,3 @@ def transform(ctx) -> bool:
         em.prelude.insert(0, "import os as _ks_os\nfrom torch.utils.cpp_extension import load_inline as _ks_load_inline")
     em.notes.append(f"{len(chains)} elementwise chain(s) fused in C++")
     return True
-
-
-def rewrite(problem, params: Mapping[str, Any] | None = None) -> str | None:
-    from proposers.rewrites.core import generate
-    return generate(problem, [NAME], params)

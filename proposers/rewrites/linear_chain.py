@@ -8,4 +8,4 @@ from proposers.rewrites import rule
 NAME = "linear_chain"
 RULES = frozenset({"chain"})
 REQUIRED = frozenset({"chain"})
-applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)
+applies, transform = rule.make(RULES, REQUIRED)

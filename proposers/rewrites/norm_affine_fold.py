@@ -7,4 +7,4 @@ from proposers.rewrites import rule
 NAME = "norm_affine_fold"
 RULES = frozenset({"norm_affine"})
 REQUIRED = frozenset({"norm_affine"})
-applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)
+applies, transform = rule.make(RULES, REQUIRED)

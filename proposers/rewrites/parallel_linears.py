@@ -7,8 +7,6 @@ concatenated weights; each original output is a slice of its result (``torch.spl
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.fx as fx
@@ -57,7 +55,7 @@ def transform(ctx) -> bool:
                 if name:
                     gm.register_buffer(name, torch.empty(0, device="meta"), persistent=False)
             setattr(gm, split, [])
-            first = min((n for n, _ in group), key=lambda n: list(graph.nodes).index(n))
+            first = group[0][0]          # groups list their linears in graph order
             with graph.inserting_before(first):
                 wn = graph.get_attr(w)
                 bn = graph.get_attr(b) if b else None
@@ -72,8 +70,3 @@ def transform(ctx) -> bool:
         graph.eliminate_dead_code()
     em.notes.append(f"{len(groups)} group(s) of parallel linears merged")
     return True
-
-
-def rewrite(problem, params: Mapping[str, Any] | None = None) -> str | None:
-    from proposers.rewrites.core import generate
-    return generate(problem, [NAME], params)

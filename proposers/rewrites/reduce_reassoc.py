@@ -8,4 +8,4 @@ from proposers.rewrites import rule
 NAME = "reduce_reassoc"
 RULES = frozenset({"reduce_features", "reduce_commute", "scale_bias"})
 REQUIRED = frozenset({"reduce_features", "reduce_commute"})
-applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)
+applies, transform = rule.make(RULES, REQUIRED)

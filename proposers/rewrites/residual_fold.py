@@ -7,4 +7,4 @@ from proposers.rewrites import rule
 NAME = "residual_fold"
 RULES = frozenset({"residual", "scale_bias"})
 REQUIRED = frozenset({"residual"})
-applies, transform, rewrite = rule.make(NAME, RULES, REQUIRED)
+applies, transform = rule.make(RULES, REQUIRED)

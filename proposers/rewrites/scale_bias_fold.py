@@ -8,4 +8,4 @@ from proposers.rewrites import rule
 
 NAME = "scale_bias_fold"
 RULES = frozenset({"scale_bias"})
-applies, transform, rewrite = rule.make(NAME, RULES)
+applies, transform = rule.make(RULES)

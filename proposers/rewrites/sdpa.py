@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import operator
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -162,8 +161,3 @@ def transform(ctx) -> bool:
         graph.eliminate_dead_code()
     ctx.em.notes.append(f"{len(found)} attention(s) replaced by SDPA")
     return True
-
-
-def rewrite(problem, params: Mapping[str, Any] | None = None) -> str | None:
-    from proposers.rewrites.core import generate
-    return generate(problem, [NAME], params)
