@@ -250,8 +250,9 @@ class Campaign:
                                          "generation": generation}
                 # the checkpoint names what is about to be sent before it is sent
                 self._checkpoint(proposers, rng, generation, elapsed())
+                sent = dispatcher.in_flight()
                 for key, item in self.pending.items():
-                    if key not in dispatcher.in_flight():
+                    if key not in sent:
                         self._submit(dispatcher, key, item)
                 generation += 1
                 p.generation = generation

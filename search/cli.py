@@ -306,9 +306,8 @@ def add(directory: Path = typer.Argument(..., help="a campaign directory, runnin
     import hashlib
     dest = directory / INBOX / f"{pid}__{hashlib.sha256(source.encode()).hexdigest()[:10]}.py"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text(source)
-    tmp.replace(dest)
+    from search import atomic
+    atomic.write_text(dest, source)
     out.print(f"added {dest}; the campaign picks it up in its next generation (or on kswarm resume)")
 
 

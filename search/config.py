@@ -21,16 +21,16 @@ except ModuleNotFoundError:   # Python 3.10: the same parser, packaged as tomli
     import tomli as tomllib
 
 from evaluators.policy import TimingPolicy, VerifyPolicy
+from proposers import proposer_kinds
 from search import atomic
 
-PROPOSER_KINDS = ("rewrites", "optuna", "llm", "files")
+PROPOSER_KINDS = proposer_kinds()     # what this version can build; an unknown kind fails at load
 
 # Kind-specific keys of a [[proposers]] table and their TOML types; anything else is an unknown key.
 # Extend here when a proposer grows an option. ``Path`` values are resolved against the campaign file.
 PROPOSER_OPTIONS: dict[str, dict[str, Any]] = {
     "rewrites": {"compile_limit": int},
     "optuna": {"sampler": str, "objective": str, "templates": tuple[str, ...], "seed": int},
-    "llm": {"model": str, "max_tokens": int, "temperature": float, "concurrency": int, "system_prompt": str},
     "files": {"dir": Path},
 }
 _REQUIRED_OPTIONS = {"files": ("dir",)}

@@ -4,8 +4,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from proposers.base import Candidate, Failure, Scored
 from search import parents, views
@@ -35,7 +33,7 @@ class IslandView:
         near duplicates among them (``search.parents``). Suspect speedups are not accepted and never appear."""
         if self.max_parents is not None:
             k = min(k, self.max_parents)
-        rows = parents.select(self.population.table, self.problem_id, self.hardware, k,
+        rows = parents.select(self.population.island(self.problem_id), self.problem_id, self.hardware, k,
                               hardwares=self.hardwares, near_duplicate=self.near_duplicate, pool=self.pool)
         return [Scored(Candidate.from_dict(d), speedup=s, candidate_ms=ms)
                 for d, s, ms in zip(views.candidate_dicts(rows), rows.column("speedup").to_pylist(),
@@ -43,11 +41,7 @@ class IslandView:
 
     def failures(self, k: int = 20) -> list[Failure]:
         """Rejected or failed candidates with their status and reason, most recent first."""
-        rows = self.population.recent_failures(k, problem_id=self.problem_id, hardware=self.hardware)
-        ids = rows.column("candidate_id").to_pylist()
-        full = views.select(self.population.table, problem_id=self.problem_id, hardware=self.hardware)
-        full = full.filter(pc.is_in(full.column("candidate_id"), value_set=pa.array(ids, pa.string())))
-        by_id = {d["id"]: d for d in views.candidate_dicts(full)}
-        return [Failure(Candidate.from_dict(by_id[i]), status=s, reason=r or "")
-                for i, s, r in zip(ids, rows.column("status").to_pylist(), rows.column("reason").to_pylist(),
-                                   strict=True)]
+        rows = views.recent_failures(self.population.island(self.problem_id, self.hardware), k, columns=None)
+        return [Failure(Candidate.from_dict(d), status=s, reason=r or "")
+                for d, s, r in zip(views.candidate_dicts(rows), rows.column("status").to_pylist(),
+                                   rows.column("reason").to_pylist(), strict=True)]

@@ -31,11 +31,10 @@ def best_per_problem(table: pa.Table) -> pa.Table:
     return out.sort_by([("level", "ascending"), ("problem_id", "ascending"), ("hardware", "ascending")])
 
 
-def level_summary(table: pa.Table) -> pa.Table:
-    """Per (level, hardware): problems, correct (any accepted), fast_1 (share of problems whose best accepted
-    candidate is faster than 1.0), mean and geomean of the best speedup over correct problems, and the geomean of
-    the deployed speedup (max(best, 1), i.e. 1 where the baseline stays)."""
-    b = best_per_problem(table)
+def level_summary(b: pa.Table) -> pa.Table:
+    """Per (level, hardware), from ``best_per_problem``'s table: problems, correct (any accepted), fast_1 (share of
+    problems whose best accepted candidate is faster than 1.0), mean and geomean of the best speedup over correct
+    problems, and the geomean of the deployed speedup (max(best, 1), i.e. 1 where the baseline stays)."""
     speed = b.column("speedup")
     correct = pc.is_valid(speed)
     deployed = pc.max_element_wise(pc.fill_null(speed, 1.0), 1.0)
@@ -65,9 +64,8 @@ def best_so_far(table: pa.Table) -> pa.Table:
                          "geomean_best": pa.array([], pa.float64())})
     t = table.select(["problem_id", "hardware", "status", "speedup", "created_at"])
     t = t.take(pc.sort_indices(t, sort_keys=[("created_at", "ascending")]))
-    ok = pc.and_(pc.equal(t.column("status"), views.ACCEPTED), pc.is_valid(t.column("speedup")))
-    gain = np.log(np.maximum(pc.fill_null(pc.if_else(ok, t.column("speedup"), 1.0), 1.0).to_numpy(
-        zero_copy_only=False), 1.0))
+    gain = np.log(np.maximum(pc.fill_null(pc.if_else(views.accepted_mask(t), t.column("speedup"), 1.0), 1.0)
+                             .to_numpy(zero_copy_only=False), 1.0))
     gid = views.group_ids(t, ["problem_id", "hardware"])
     # running max of gain within each (problem, hardware), then how much each evaluation raised it
     by_group = np.lexsort((np.arange(n), gid))

@@ -6,8 +6,7 @@ from typing import Any
 
 from search.checkpoint import load_checkpoint
 from search.config import load_snapshot
-from search.population import read_population
-from search import views
+from search.population import Population
 
 
 def campaign_status(directory: str | Path) -> dict[str, Any]:
@@ -15,15 +14,15 @@ def campaign_status(directory: str | Path) -> dict[str, Any]:
     if not (d / "campaign.json").exists():
         raise FileNotFoundError(f"{d} is not a campaign directory (no campaign.json); start one with kswarm run")
     cfg = load_snapshot(d)
-    table = read_population(d) if (d / "population").is_dir() else None
+    with Population.open(d) as pop:     # a reader: a running driver is not disturbed
+        evaluations, statuses, best = len(pop), pop.status_counts(), pop.best().to_pylist()
     ck = load_checkpoint(d)
-    best = views.best(table).to_pylist() if table is not None and table.num_rows else []
     return {
         "campaign": cfg.campaign.name,
         "directory": str(d),
-        "evaluations": 0 if table is None else table.num_rows,
+        "evaluations": evaluations,
         "budget": {"max_evaluations": cfg.budget.max_evaluations, "max_minutes": cfg.budget.max_minutes},
-        "statuses": {} if table is None else views.status_counts(table),
+        "statuses": statuses,
         "best": [{k: r[k] for k in ("problem_id", "hardware", "speedup", "candidate_id", "candidate_ms",
                                     "eager_ms", "compile_ms")} for r in best],
         "generation": (ck.generations.get("campaign", 0) if ck else 0),

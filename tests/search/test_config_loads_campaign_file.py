@@ -73,11 +73,11 @@ dir = "hand"
 per_generation = 3
 
 [[proposers]]
-kind = "llm"
-name = "claude"
-model = "some-model"
+kind = "optuna"
+name = "cma"
+sampler = "cmaes"
 """)
     c = load_config(campaign_file)
-    files, llm = c.proposers[1], c.proposers[2]
+    files, cma = c.proposers[1], c.proposers[2]
     assert files.options == {"dir": campaign_file.parent / "hand"} and files.per_generation == 3
-    assert llm.name == "claude" and llm.options == {"model": "some-model"}
+    assert cma.name == "cma" and cma.options == {"sampler": "cmaes"}
