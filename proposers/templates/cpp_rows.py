@@ -1,7 +1,7 @@
 """C++/OpenMP row kernels for the CPU: softmax, log-softmax, LayerNorm and RMSNorm over the last axis.
 
 One parallel loop over rows (``num_threads`` and a static schedule of ``rows_per_task`` rows), with the inner loops
-vectorised (``omp simd`` with ``simdlen``) and unrolled. The extension is built with ``load_inline`` into
+vectorised (``omp simd`` with ``simdlen``). The extension is built with ``load_inline`` into
 ``<build_dir>/ks_<hash>`` so that equal sources share one build. Exact up to the order of the row reductions.
 """
 from __future__ import annotations
@@ -27,7 +27,6 @@ def space(binding: dict[str, Any], cores: int) -> dict[str, list[Any]]:
         "threads": threads,
         "rows_per_task": [1, 2, 4, 8, 16],
         "simdlen": [4, 8, 16],
-        "unroll": [1, 2, 4],
         "two_pass_exp": [False, True],   # softmax: store exp in the first pass (True) or recompute it
     }
 
@@ -115,10 +114,7 @@ torch::Tensor rows(torch::Tensor x, torch::Tensor wt, torch::Tensor bt, double e
     for (int64_t i = 0; i < rows; ++i) {{
     const float* xr = xp + i * n;
     float* yr = yp + i * n;
-    #pragma GCC unroll {int(point["unroll"])}
-    for (int rep = 0; rep < 1; ++rep) {{
 {body}
-    }}
     }}
     return y;
 }}
