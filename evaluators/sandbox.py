@@ -90,6 +90,7 @@ class Child:
         self.cache_dir = Path(cache_dir)
         self.label = label
         self.scratch = Path(tempfile.mkdtemp(prefix=f"kswarm-{label}-"))
+        self._marker = f"{os.getpid()}-{self.scratch.name}"   # inherited by the child's descendants
         self._kill_reason: tuple[Status, str] | None = None
         self._stop = threading.Event()
         self._deadline = time.monotonic() + limits.timeout_s
@@ -112,9 +113,10 @@ class Child:
             writable.append("/proc")  # the CUDA driver writes under /proc at start-up (error 304 otherwise)
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
                         "writable": writable if self.limits.confine_writes else None}
+        env = {**scrubbed_env(self.scratch, self.cache_dir), "KSWARM_SANDBOX": self._marker}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
-            pass_fds=(c_read, c_write), cwd=self.scratch, env=scrubbed_env(self.scratch, self.cache_dir),
+            pass_fds=(c_read, c_write), cwd=self.scratch, env=env,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         os.close(c_read)
         os.close(c_write)
@@ -125,6 +127,9 @@ class Child:
 
     def __exit__(self, *exc: Any) -> None:
         if self.proc is not None and self.proc.poll() is None and self._kill_reason is None:
+            # The child is its tree's subreaper only while it lives: its descendants die before it is told to go,
+            # or they would be adopted outside the tree when it exits.
+            self._kill_all(self._freeze_descendants())
             try:
                 wire.send(self._wfd, "bye")
                 wire.recv(self._rfd, deadline=time.monotonic() + 5)
@@ -177,6 +182,10 @@ class Child:
                 self._kill(Status.TIMEOUT, f"ran past the wall-clock limit of {self.limits.timeout_s:.0f} s; "
                            "look for a hang or raise verify.timeout_s")
             self._stop.wait(0.05)
+        if not self._stop.is_set():
+            # the child died on its own: what it left behind may hold its end of the pipe open, so the parent's
+            # read would wait for the deadline instead of seeing the exit
+            self.kill_tree()
 
     def _kill(self, status: Status, reason: str) -> None:
         if self._kill_reason is None:
@@ -184,22 +193,76 @@ class Child:
             log.info("%s: killing child tree: %s", self.label, reason)
         self.kill_tree()
 
-    def kill_tree(self) -> None:
-        if self.proc is None:
-            return
-        procs = {p.pid: p for p in self._tree()}
-        procs.update(self._known)
+    def _freeze_descendants(self, root_too: bool = False) -> list[psutil.Process]:
+        """Stop (SIGSTOP) every process below the child, scanning until two scans in a row find none new: a stopped
+        process cannot fork, and an orphan re-parented to the child (its subreaper) shows up in the next scan."""
+        frozen: dict[int, psutil.Process] = {}
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for p in procs.values():
+            root = psutil.Process(self.proc.pid)
+            if root_too:
+                root.suspend()
+        except psutil.Error:
+            return [p for pid, p in self._known.items() if root_too or pid != self.proc.pid]
+        quiet = 0
+        for _ in range(1000):
+            try:
+                found = root.children(recursive=True)
+            except psutil.Error:
+                break
+            new = [p for p in found if p.pid not in frozen]
+            for p in new:
+                frozen[p.pid] = p
+                self._known.setdefault(p.pid, p)
+                try:
+                    p.suspend()
+                except psutil.Error:
+                    pass
+            quiet = 0 if new else quiet + 1
+            if quiet >= 2:
+                break
+        procs = {**self._known, **frozen}
+        if not root_too:
+            procs.pop(self.proc.pid, None)
+        return list(procs.values())
+
+    def _strays(self) -> list[psutil.Process]:
+        """Processes outside the tree that still carry this child's environment marker (orphans adopted elsewhere
+        after the child itself died)."""
+        found = []
+        for p in psutil.process_iter():
+            if p.pid in (os.getpid(), self.proc.pid):
+                continue
+            try:
+                if p.environ().get("KSWARM_SANDBOX") == self._marker:
+                    found.append(p)
+            except psutil.Error:
+                pass
+        return found
+
+    @staticmethod
+    def _kill_all(procs: list[psutil.Process]) -> None:
+        for p in procs:
             try:
                 p.kill()
             except psutil.Error:
                 pass
         # SIGKILL is delivered asynchronously: wait until the processes are really gone (or zombies)
-        psutil.wait_procs(list(procs.values()), timeout=5)
+        psutil.wait_procs(procs, timeout=5)
+
+    def kill_tree(self) -> None:
+        if self.proc is None:
+            return
+        procs = self._freeze_descendants(root_too=True)
+        self._kill_all(procs)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+        self._kill_all(self._strays())
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -174,8 +174,8 @@ def test_daemon_that_leaves_the_session_is_killed_too(problem, tmp_path, kswarm_
     pids = tmp_path / "daemon.json"
     init = f"""\
         if os.fork() == 0:                        # I: leaves at once, orphaning A
-            if os.fork() == 0:                    # A: waits to be adopted outside the tree, then starts B
-                i_pid = os.getppid()
+            i_pid = os.getpid()                   # read before A exists: I may be gone before A first runs
+            if os.fork() == 0:                    # A: waits to be adopted, then leaves the session and starts B
                 while os.getppid() == i_pid:
                     time.sleep(0.001)
                 os.setsid()
@@ -192,7 +192,7 @@ def test_daemon_that_leaves_the_session_is_killed_too(problem, tmp_path, kswarm_
             time.sleep(0.01)
         """
     result = run(problem, candidate(init=init), kswarm_cache_dir, extra_writable=(str(tmp_path),))
-    assert pids.exists(), "the daemon never started"
+    assert pids.exists(), f"the daemon never started: {result.status}: {result.reason}"
     daemon = json.loads(pids.read_text())["daemon"]
     try:
         assert result.status is not Status.TIMEOUT, result.reason
@@ -200,6 +200,70 @@ def test_daemon_that_leaves_the_session_is_killed_too(problem, tmp_path, kswarm_
     finally:
         kill_if_alive(daemon)
 
+
+
+def test_process_waiting_for_the_child_to_exit_never_gets_to_fork(problem, tmp_path, kswarm_cache_dir):
+    """W waits for the child to exit (its orphans are then adopted outside the tree) and forks a daemon at once.
+    The child's descendants are killed before the child is told to exit, so W is gone before it can fork."""
+    pids = tmp_path / "waiter.json"
+    init = f"""\
+        child = os.getpid()
+        if os.fork() == 0:                        # I: leaves at once; W is adopted by the child, its subreaper
+            if os.fork() == 0:                    # W
+                with open({str(pids)!r} + ".tmp", "w") as f:
+                    json.dump({{"waiter": os.getpid()}}, f)
+                os.replace({str(pids)!r} + ".tmp", {str(pids)!r})
+                while os.getppid() != child:      # adopted by the child
+                    time.sleep(0.001)
+                while os.getppid() == child:      # until the child exits
+                    time.sleep(0.0005)
+                os.setsid()
+                if os.fork() == 0:
+                    with open({str(pids)!r}, "w") as f:
+                        json.dump({{"waiter": -1, "daemon": os.getpid()}}, f)
+                    time.sleep(120)
+                os._exit(0)
+            os._exit(0)
+        while not os.path.exists({str(pids)!r}):
+            time.sleep(0.001)
+        """
+    result = run(problem, candidate(init=init), kswarm_cache_dir, extra_writable=(str(tmp_path),))
+    seen = json.loads(pids.read_text())
+    try:
+        assert result.status is Status.ACCEPTED, result.reason
+        assert "daemon" not in seen, "the waiter outlived the child and forked"
+        assert not alive(seen["waiter"])
+    finally:
+        for pid in seen.values():
+            if pid > 0:
+                kill_if_alive(pid)
+
+
+def test_daemon_left_by_a_child_that_exits_at_once_is_killed_too(problem, tmp_path, kswarm_cache_dir):
+    """The child exits right after its daemon starts, so the daemon is adopted outside the tree before the parent
+    may ever have seen it; it still carries the sandbox's environment marker."""
+    pids = tmp_path / "daemon.json"
+    init = f"""\
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                with open({str(pids)!r} + ".tmp", "w") as f:
+                    json.dump({{"daemon": os.getpid()}}, f)
+                os.replace({str(pids)!r} + ".tmp", {str(pids)!r})
+                time.sleep(120)
+            os._exit(0)
+        while not os.path.exists({str(pids)!r}):
+            time.sleep(0.001)
+        os._exit(0)
+        """
+    result = run(problem, candidate(init=init), kswarm_cache_dir, extra_writable=(str(tmp_path),))
+    assert pids.exists(), f"the daemon never started: {result.status}: {result.reason}"
+    daemon = json.loads(pids.read_text())["daemon"]
+    try:
+        assert result.status is Status.EARLY_EXIT, result.reason
+        assert not alive(daemon), "a daemon outlived the child that exited under it"
+    finally:
+        kill_if_alive(daemon)
 
 # --- what the child can see and reach -----------------------------------------------------------------------------
 
