@@ -89,12 +89,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def cuda_class(name: str, major: int, minor: int) -> str:
-    """Hardware class of a CUDA device from its name and compute capability."""
+def named_cuda_class(name: str) -> str | None:
+    """The named class a CUDA device's name belongs to, or None for a device of the generic ``cuda-smXY`` class."""
     for pattern, cls in _CUDA_CLASSES:
         if re.search(pattern, name, flags=re.IGNORECASE):
             return cls
-    return f"cuda-sm{major}{minor}"
+    return None
+
+
+def cuda_class(name: str, major: int, minor: int) -> str:
+    """Hardware class of a CUDA device from its name and compute capability."""
+    return named_cuda_class(name) or f"cuda-sm{major}{minor}"
 
 
 def apple_class(brand: str) -> str:

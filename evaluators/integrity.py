@@ -120,9 +120,9 @@ def sync(device: str) -> None:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
+    from evaluators.machines import apple_chip_name, cpu_model_name
     if device.startswith("mps"):
-        return "Apple MPS"
-    from evaluators.machines import cpu_model_name
+        return apple_chip_name()
     return cpu_model_name()
 
 

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from cluster.hardware import apple_class, named_cuda_class
+
 
 @dataclasses.dataclass(frozen=True)
 class MachineModel:
@@ -72,35 +74,56 @@ _MODELS = {
     "a100": MachineModel("a100", {"float32": 19.5, "tf32": 156, "bfloat16": 312, "float16": 312},
                          2039, 40 << 20, 108),
     "l40s": MachineModel("l40s", {"float32": 91.6, "bfloat16": 362, "float16": 362}, 864, 96 << 20, 142),
-    "m4": MachineModel("m4", {"float32": 4.3, "float16": 4.3, "bfloat16": 4.3}, 120, 16 << 20),
 }
+# An Apple class is a chip generation, from the base chip to the Max and Ultra: its ceilings are those of the
+# generation's largest chip (M1 and M2 Ultra 800 GB/s, M3 Ultra 819 GB/s, M4 Max 546 GB/s), so that an honest kernel
+# on a Max is never held below a base chip's floor.
+for _gen, _tflops, _gbs in (("m1", 21.0, 800), ("m2", 27.2, 800), ("m3", 28.4, 819), ("m4", 18.4, 546)):
+    _MODELS[_gen] = MachineModel(_gen, {"float32": _tflops, "float16": _tflops, "bfloat16": _tflops}, _gbs, 96 << 20)
 
 
 def machine_model(hardware: str) -> MachineModel:
-    """The model for a hardware class; unknown GPU classes get the H200's ceilings (generous on purpose)."""
+    """The model for a hardware class; an unknown class (``cuda-smXY``, a later Apple generation) gets ceilings
+    above any device made so far (twice a B200's bandwidth), so that nothing honest on it is flagged."""
     if hardware == "cpu":
         return _cpu_model()
     if hardware in _MODELS:
         return _MODELS[hardware]
-    return dataclasses.replace(_MODELS["h200"], hardware=hardware)
+    return MachineModel(hardware, {"float32": 500, "tf32": 5000, "bfloat16": 5000, "float16": 5000}, 16000,
+                        256 << 20)
 
 
 def hardware_class(device: str, device_name: str) -> str:
-    """The hardware class of a device: ``cpu``, ``m4``-style Apple names, or a CUDA class such as ``h200``."""
+    """The hardware class of a device, as the cluster names it (``cluster.hardware``): ``cpu``, an Apple
+    generation such as ``m4``, a named CUDA class such as ``h200``, or ``cuda-smXY``."""
     kind = device.split(":")[0]
     if kind == "cpu":
         return "cpu"
     if kind == "mps":
-        return "m4"
-    name = device_name.lower()
-    for needle, cls in (("h200", "h200"), ("h100", "h100"), ("a100", "a100"), ("l40s", "l40s")):
-        if needle in name:
-            return cls
-    if "blackwell" in name and "6000" in name:
-        return "rtx6000-blackwell"
+        return apple_class(device_name)
+    named = named_cuda_class(device_name)
+    if named is not None:
+        return named
     try:
         import torch
         major, minor = torch.cuda.get_device_capability(device)
         return f"cuda-sm{major}{minor}"
     except Exception:
         return "cuda"
+
+
+@functools.cache
+def apple_chip_name() -> str:
+    """The Mac's chip ("Apple M4 Max"), read with sysctl without starting a process; "Apple MPS" if unreadable."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        size = ctypes.c_size_t(0)
+        key = b"machdep.cpu.brand_string"
+        if libc.sysctlbyname(key, None, ctypes.byref(size), None, 0) == 0 and 0 < size.value < 1024:
+            buf = ctypes.create_string_buffer(size.value)
+            if libc.sysctlbyname(key, buf, ctypes.byref(size), None, 0) == 0 and buf.value:
+                return buf.value.decode(errors="replace").strip()
+    except (OSError, AttributeError):
+        pass
+    return "Apple MPS"
