@@ -63,11 +63,6 @@ class Island:
         return f"{self.problem_id}@{self.hardware}"
 
 
-def _device_for(hardware: str) -> str:
-    from cluster.hardware import device_kind
-    return device_kind(hardware)
-
-
 def build_proposers(cfg: CampaignConfig, out_dir: Path) -> list[tuple[ProposerSpec, Proposer]]:
     """One set of proposers; the campaign builds one set per hardware class, so that what a proposer has already
     proposed on one class does not keep it from proposing the same candidate on another."""
@@ -112,10 +107,9 @@ class Campaign:
             in_flight=dict(self.pending), rng_state=rng_state(rng), elapsed_s=elapsed))
 
     def _request(self, island: Island, cand: Candidate) -> EvalRequest:
-        timing = dataclasses.replace(self.cfg.timing, rounds=1)   # baselines once per problem; export re-measures
-        return EvalRequest(problem_path=island.problem_path, candidate_source=cand.source,
-                           device=_device_for(island.hardware), mode="bench", scale=island.scale,
-                           verify=self.cfg.verify, timing=timing, cache_dir=str(self.cache_dir))
+        # baselines once per candidate here; export re-measures with two rounds
+        return self.cfg.bench_request(island.problem_path, cand.source, island.hardware, island.scale,
+                                      self.cache_dir, rounds=1)
 
     def _submit(self, dispatcher, key: str, item: dict[str, Any]) -> None:
         island, cand = Island(**item["island"]), Candidate.from_dict(item["candidate"])

@@ -20,7 +20,7 @@ try:
 except ModuleNotFoundError:   # Python 3.10: the same parser, packaged as tomli
     import tomli as tomllib
 
-from evaluators.policy import TimingPolicy, VerifyPolicy
+from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
 from proposers import proposer_kinds
 from search import atomic
 
@@ -114,6 +114,16 @@ class CampaignConfig:
     def problem_files(self) -> tuple[Path, ...]:
         """Every problem file once, in order of first appearance."""
         return tuple(dict.fromkeys(f for p in self.problems for f in p.files))
+
+    def bench_request(self, problem_path: str, source: str, hardware: str, scale: str, cache_dir: str | Path, *,
+                      rounds: int) -> EvalRequest:
+        """The benchmark of one candidate on one hardware class under this campaign's policies; ``rounds`` is the
+        number of candidate/baseline sandwiches (one in the search, two when an export re-measures)."""
+        from cluster.hardware import device_kind
+
+        return EvalRequest(problem_path=problem_path, candidate_source=source, device=device_kind(hardware),
+                           mode="bench", scale=scale, verify=self.verify,
+                           timing=dataclasses.replace(self.timing, rounds=rounds), cache_dir=str(cache_dir))
 
 
 class _Reader:

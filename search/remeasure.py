@@ -1,12 +1,10 @@
 """The ``remeasure`` step of export: a fresh verification and timing of an exported kernel, baselines sandwiched."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 from evaluators.pipeline import evaluate
-from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
 from search.config import load_snapshot
 
@@ -14,16 +12,11 @@ from search.config import load_snapshot
 def remeasurer(campaign_dir: str | Path) -> Callable[[str, str, str], EvalResult]:
     """A callable (problem_path, source, hardware) -> EvalResult using the campaign's policies, with the baselines
     measured again before and after the candidate in clean processes."""
-    from cluster.hardware import device_kind
-
     cfg = load_snapshot(campaign_dir)
     cache = Path(campaign_dir) / "cache"
     scales = {str(f): spec.scale for spec in cfg.problems for f in spec.files}
 
     def run(problem_path: str, source: str, hardware: str) -> EvalResult:
-        timing = dataclasses.replace(cfg.timing, rounds=2)
-        return evaluate(EvalRequest(problem_path=problem_path, candidate_source=source,
-                                    device=device_kind(hardware), mode="bench",
-                                    scale=scales.get(problem_path, "default"), verify=cfg.verify, timing=timing,
-                                    cache_dir=str(cache)))
+        return evaluate(cfg.bench_request(problem_path, source, hardware, scales.get(problem_path, "default"),
+                                          cache, rounds=2))
     return run

@@ -81,3 +81,22 @@ sampler = "cmaes"
     files, cma = c.proposers[1], c.proposers[2]
     assert files.options == {"dir": campaign_file.parent / "hand"} and files.per_generation == 3
     assert cma.name == "cma" and cma.options == {"sampler": "cmaes"}
+
+
+def test_bench_requests_carry_the_campaigns_policies_to_the_targets_device(campaign_file: Path) -> None:
+    campaign_file.write_text(campaign_file.read_text() + """
+[verify]
+trials = 2
+
+[timing]
+time_cap_s = 3.5
+""")
+    c = load_config(campaign_file)
+    problem = str(c.problem_files[0])
+    for hardware, device in (("cpu", "cpu"), ("h200", "cuda"), ("cuda-sm90", "cuda"), ("m4", "mps")):
+        req = c.bench_request(problem, "SOURCE", hardware, "large", "/campaign/cache", rounds=2)
+        assert (req.device, req.mode, req.scale, req.cache_dir) == (device, "bench", "large", "/campaign/cache")
+        assert req.candidate_source == "SOURCE" and req.problem_path == problem
+        assert req.verify == c.verify and req.verify.trials == 2
+        assert req.timing.time_cap_s == 3.5 and req.timing.rounds == 2
+    assert c.bench_request(problem, "SOURCE", "cpu", "default", "/c", rounds=1).timing.rounds == 1
