@@ -235,7 +235,12 @@ def _collect(state, out, inputs, *, torch, inp, integrity, at_return=None):
     if bad:
         integrity.sync(state["device"])
         return "outputs", {"bad": bad}
+    running: list[str] = []
     if at_return is None:
+        if "candidate_path" in state:
+            # a thread still running the candidate's own code once forward has returned is work left behind,
+            # whether or not it has changed the output yet
+            running = integrity.threads_in_code_from(state["candidate_path"], state.get("threads_before", []))
         at_return = [t.clone() for t in items]
     integrity.sync(state["device"])
     time.sleep(0.002)
@@ -250,6 +255,7 @@ def _collect(state, out, inputs, *, torch, inp, integrity, at_return=None):
         "devices": [str(t.device) for t in items],
         "inputs_after": [x for x in inputs],
         "deferred": deferred,
+        "threads_running": running,
         "alias": alias,
     }
 

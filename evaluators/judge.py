@@ -156,6 +156,11 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
     if c.structural:
         raise Rejected(Status.BAD_OUTPUT, f"{where}: {c.reason}")
     log_.add(c)
+    running = reply.get("threads_running")
+    if isinstance(running, list) and running:
+        raise Rejected(Status.DEFERRED_WORK, f"{where}: {len(running)} thread(s) started by the candidate were still "
+                       "running its code when forward returned (work outside the call); finish all work before "
+                       "returning")
     if reply.get("deferred"):
         raise Rejected(Status.DEFERRED_WORK, f"{where}: the output {'changed' if c.ok else 'was still changing'} "
                        "after forward returned (work left on a thread or side stream); finish all work before "

@@ -8,15 +8,16 @@ from evaluators.integrity import python_threads, threads_in_code_from
 
 def test_only_threads_with_a_frame_from_the_file_count(tmp_path: Path) -> None:
     cand = tmp_path / "candidate.py"
-    cand.write_text("def work(stop):\n    stop.wait()\n")
+    cand.write_text("def work(stop, entered):\n    entered.set()\n    stop.wait()\n")
     ns: dict = {}
     exec(compile(cand.read_text(), str(cand), "exec"), ns)
     before = python_threads()
-    stop = threading.Event()
-    mine = threading.Thread(target=ns["work"], args=(stop,), name="cand-worker")
+    stop, entered = threading.Event(), threading.Event()
+    mine = threading.Thread(target=ns["work"], args=(stop, entered), name="cand-worker")
     library = threading.Thread(target=stop.wait, name="library-monitor")
     mine.start()
     library.start()
+    entered.wait()                  # started is not yet inside work: the census runs once it is
     try:
         left = threads_in_code_from(str(cand), before)
         assert [n.split(":")[0] for n in left] == ["cand-worker"]
