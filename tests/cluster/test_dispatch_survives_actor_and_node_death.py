@@ -3,6 +3,7 @@ import collections
 import logging
 import os
 import signal
+import time
 
 import pytest
 
@@ -14,23 +15,35 @@ pytestmark = pytest.mark.ray
 
 
 def test_killed_actor_and_removed_node_lose_no_evaluation(two_nodes, caplog):
+    """Each fault strikes as soon as its target has delivered once, while it has more work: the cpu evaluator is
+    killed after its first result, the extra node removed after its first. The fakegpu queue is topped up until
+    the extra node (whose evaluator starts last) has delivered, so that it always gets work."""
     caplog.set_level(logging.WARNING, logger="cluster.dispatch")
     extra = two_nodes.add_node(**{"hw:fakegpu": 1})
     extra_id = extra.node_id
     keys = {f"{hw}-{i}": hw for i in range(10) for hw in ("cpu", "fakegpu")}
     d = Dispatcher(["cpu", "fakegpu"], "tests.cluster._evals:scripted", retries=3, rescan_s=0.5)
     delivered = []
+    cpu_pid = None
+    deadline = time.monotonic() + 300
     try:
         assert d.capacity() == {"cpu": 1, "fakegpu": 2}
         for key, hw in keys.items():
             d.submit(key, request(f"sleep 0.3\n# {key}"), hw)
-        while not any(hw == "cpu" for _, hw, _ in delivered) or not any(
-                r.provenance["ran_on"] == extra.node_id for _, _, r in delivered):
-            delivered += d.poll(timeout=1.0)
-        cpu_pid = next(r.provenance["pid"] for _, hw, r in delivered if hw == "cpu")
-        os.kill(cpu_pid, signal.SIGKILL)                 # an evaluator process dies under its work
-        two_nodes.cluster.remove_node(extra)             # a whole node goes away with its work in flight
-        extra = None
+        while extra is not None:
+            assert time.monotonic() < deadline, "the extra node never delivered"
+            delivered += d.poll(timeout=0.5)
+            if cpu_pid is None and any(hw == "cpu" for _, hw, _ in delivered):
+                cpu_pid = next(r.provenance["pid"] for _, hw, r in delivered if hw == "cpu")
+                os.kill(cpu_pid, signal.SIGKILL)         # an evaluator process dies under its work
+            if cpu_pid is not None and any(r.provenance["ran_on"] == extra_id for _, _, r in delivered):
+                two_nodes.cluster.remove_node(extra)     # a whole node goes away with its work in flight
+                extra = None
+            elif sum(1 for hw in keys.values() if hw == "fakegpu") - sum(
+                    1 for _, hw, _ in delivered if hw == "fakegpu") < 4:
+                key = f"fakegpu-{len(keys)}"
+                keys[key] = "fakegpu"
+                d.submit(key, request(f"sleep 0.3\n# {key}"), "fakegpu")
         delivered += drain(d)
     finally:
         d.shutdown()
