@@ -163,7 +163,8 @@ class Dispatcher:
 
     def withdraw(self) -> list[str]:
         """Take back every submitted key that has not reached a device: queued, or still in its cheap checks (those
-        are cancelled). Work already on a device runs on and is delivered as usual; a withdrawn key never is.
+        run to their end unread). Work already on a device runs on and is delivered as usual; a withdrawn key never
+        is.
         Returns the keys taken back, in submission order."""
         out: list[_Work] = []
         for queue in (self._precheck_queue, *self._queues.values()):
@@ -171,8 +172,7 @@ class Dispatcher:
             queue.clear()
         for ref, flight in list(self._flights.items()):
             if flight.stage == "precheck":
-                ray.cancel(ref, force=True)
-                del self._flights[ref]
+                del self._flights[ref]              # abandoned, not cancelled: see _check_timeouts
                 out.append(flight.work)
         keys = {w.key for w in out}
         taken = [k for k in self._pending if k in keys]        # the dict keeps submission order
@@ -189,13 +189,11 @@ class Dispatcher:
         return self._pool.capacity()
 
     def shutdown(self) -> None:
-        """Kill the actors and cancel the cheap checks; undelivered keys are dropped. Ray itself stays up."""
+        """Kill the actors; cheap checks run to their end unread (the job's end stops them); undelivered keys are
+        dropped. Ray itself stays up."""
         if self._closed:
             return
         self._closed = True
-        for ref, flight in list(self._flights.items()):
-            if flight.stage == "precheck":
-                ray.cancel(ref, force=True)
         self._pool.shutdown()
         self._flights.clear()
 
@@ -338,8 +336,10 @@ class Dispatcher:
     def _check_timeouts(self, now: float) -> None:
         for ref, flight in list(self._flights.items()):
             if flight.stage == "precheck" and now - flight.submitted_at > self._precheck_timeout_s:
+                # Abandoned, not cancelled: ray.cancel of a task that is finishing races with its reply and can
+                # abort the driver (a RAY_CHECK in Ray's task manager: "Tried to complete task that was not
+                # pending"). The task ends within its sandbox's wall-clock limit; its result is never read.
                 del self._flights[ref]
-                ray.cancel(ref, force=True)
                 self._deliver(flight.work, self._timeout_result(flight.work, self._precheck_timeout_s, "cheap checks"))
         for slot in self._pool.stale_starts(now):
             self._requeue_slot(slot)
