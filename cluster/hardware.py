@@ -183,7 +183,8 @@ def num_cuda(devices: Sequence[Device]) -> int:
 
 # --- detection: everything below touches the machine ---------------------------------------------------------
 
-def _run(cmd: Sequence[str], timeout: float = 10.0) -> str | None:
+def run_tool(cmd: Sequence[str], timeout: float = 10.0) -> str | None:
+    """A system tool's standard output, or None where it is missing, fails or hangs."""
     if shutil.which(cmd[0]) is None:
         return None
     try:
@@ -211,8 +212,8 @@ def probe_cpu() -> CpuProbe:
     machine = platform.machine()
     model, flags = "", frozenset()
     if platform.system() == "Darwin":
-        model = (_run(["sysctl", "-n", "machdep.cpu.brand_string"]) or "").strip()
-        feats = (_run(["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"]) or "").lower()
+        model = (run_tool(["sysctl", "-n", "machdep.cpu.brand_string"]) or "").strip()
+        feats = (run_tool(["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"]) or "").lower()
         flags = frozenset(feats.replace(".", "_").split())
     else:
         try:
@@ -243,7 +244,7 @@ def probe_cuda() -> tuple[CudaProbe, ...]:
     nvidia-smi is preferred because it leaves no CUDA context in this process (a node start-up or a driver that
     later forks workers should not hold one).
     """
-    text = _run(["nvidia-smi", "--query-gpu=name,compute_cap,memory.total", "--format=csv,noheader,nounits"])
+    text = run_tool(["nvidia-smi", "--query-gpu=name,compute_cap,memory.total", "--format=csv,noheader,nounits"])
     if text:
         found = parse_nvidia_smi(text)
         if found:
@@ -270,7 +271,7 @@ def probe_apple_chip() -> str | None:
             return None
     except ImportError:
         return None
-    return (_run(["sysctl", "-n", "machdep.cpu.brand_string"]) or "Apple").strip()
+    return (run_tool(["sysctl", "-n", "machdep.cpu.brand_string"]) or "Apple").strip()
 
 
 def probe() -> Probe:

@@ -120,10 +120,8 @@ def sync(device: str) -> None:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
-    from evaluators.machines import apple_chip_name, cpu_model_name
-    if device.startswith("mps"):
-        return apple_chip_name()
-    return cpu_model_name()
+    from evaluators.machines import cpu_model_name
+    return cpu_model_name()           # on a Mac, the chip's brand string, which names its GPU too
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:

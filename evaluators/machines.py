@@ -9,12 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import platform
-import shutil
-import subprocess
-from pathlib import Path
 
-from cluster.hardware import apple_class, named_cuda_class
+from cluster.hardware import apple_class, cuda_class, named_cuda_class, probe_cpu, run_tool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,27 +28,17 @@ class MachineModel:
         return max(flops / peak if peak else 0.0, bytes_moved / (self.mem_bandwidth_gbs * 1e9))
 
 
+@functools.cache
 def cpu_model_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The host CPU's model, as the cluster reads it (on a Mac, the chip's brand string: "Apple M4 Max")."""
+    return probe_cpu().model
 
 
 @functools.cache
 def nvidia_driver_version() -> str | None:
     """The NVIDIA driver's version from ``nvidia-smi``, once per process; None where there is none."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    text = run_tool(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    lines = text.strip().splitlines() if text else []
     return lines[0] if lines else None
 
 
@@ -103,27 +89,10 @@ def hardware_class(device: str, device_name: str) -> str:
         return apple_class(device_name)
     named = named_cuda_class(device_name)
     if named is not None:
-        return named
+        return named                    # without asking the driver for the capability
     try:
         import torch
-        major, minor = torch.cuda.get_device_capability(device)
-        return f"cuda-sm{major}{minor}"
+        return cuda_class(device_name, *torch.cuda.get_device_capability(device))
     except Exception:
         return "cuda"
 
-
-@functools.cache
-def apple_chip_name() -> str:
-    """The Mac's chip ("Apple M4 Max"), read with sysctl without starting a process; "Apple MPS" if unreadable."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None)
-        size = ctypes.c_size_t(0)
-        key = b"machdep.cpu.brand_string"
-        if libc.sysctlbyname(key, None, ctypes.byref(size), None, 0) == 0 and 0 < size.value < 1024:
-            buf = ctypes.create_string_buffer(size.value)
-            if libc.sysctlbyname(key, buf, ctypes.byref(size), None, 0) == 0 and buf.value:
-                return buf.value.decode(errors="replace").strip()
-    except (OSError, AttributeError):
-        pass
-    return "Apple MPS"

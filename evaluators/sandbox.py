@@ -126,6 +126,7 @@ class Child:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._stop.set()        # from here on this thread ends the tree; the watchdog's own clean-up stays out
         if self.proc is not None and self.proc.poll() is None and self._kill_reason is None:
             # The child is its tree's subreaper only while it lives: its descendants die before it is told to go,
             # or they would be adopted outside the tree when it exits.
@@ -136,7 +137,6 @@ class Child:
                 self.proc.wait(timeout=5)
             except (wire.WireError, OSError, subprocess.TimeoutExpired):
                 pass
-        self._stop.set()
         self.kill_tree()
         for fd in (self._rfd, self._wfd):
             try:

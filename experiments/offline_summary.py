@@ -9,15 +9,14 @@ import json
 import math
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 from search import views
+from search.config import load_snapshot
 from search.population import read_population
 
 
 def main(campaign_dir: str) -> None:
-    from pathlib import Path
-
-    from search.config import load_snapshot
     cfg = load_snapshot(campaign_dir)
     population = read_population(campaign_dir)
     problems = sorted({(Path(f).parent.name, Path(f).stem) for f in cfg.problem_files})

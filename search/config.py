@@ -20,6 +20,7 @@ try:
 except ModuleNotFoundError:   # Python 3.10: the same parser, packaged as tomli
     import tomli as tomllib
 
+from cluster.hardware import device_kind
 from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
 from proposers import proposer_kinds
 from search import atomic
@@ -119,8 +120,6 @@ class CampaignConfig:
                       rounds: int) -> EvalRequest:
         """The benchmark of one candidate on one hardware class under this campaign's policies; ``rounds`` is the
         number of candidate/baseline sandwiches (one in the search, two when an export re-measures)."""
-        from cluster.hardware import device_kind
-
         return EvalRequest(problem_path=problem_path, candidate_source=source, device=device_kind(hardware),
                            mode="bench", scale=scale, verify=self.verify,
                            timing=dataclasses.replace(self.timing, rounds=rounds), cache_dir=str(cache_dir))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-
 from proposers.base import Candidate, Failure, Scored
 from search import parents, views
 from search.population import Population
