@@ -126,7 +126,10 @@ class Child:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._stop.set()        # from here on this thread ends the tree; the watchdog's own clean-up stays out
+        # From here on this thread ends the tree. A watchdog that saw the child die is let finish its own
+        # clean-up, so that nothing it killed is still exiting when the evaluation returns.
+        self._stop.set()
+        self._watch.join()
         if self.proc is not None and self.proc.poll() is None and self._kill_reason is None:
             # The child is its tree's subreaper only while it lives: its descendants die before it is told to go,
             # or they would be adopted outside the tree when it exits.
