@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import platform
@@ -12,8 +13,9 @@ import random
 import re
 import socket
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -95,8 +97,33 @@ def _policy(req: EvalRequest) -> dict[str, Any]:
                               "where the reference has them; relative Frobenius error bounded"}
 
 
-def evaluate(req: EvalRequest) -> EvalResult:
-    flags, early = _static(req)
+class StageClock:
+    """Wall seconds per stage of one evaluation, summed over the stage's visits."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - t0, 4)
+
+
+def evaluate(req: EvalRequest, *, timing_slot: AbstractContextManager | None = None) -> EvalResult:
+    """Evaluate one request. ``timing_slot``, when given, is held around the timing phase only (the candidate's
+    timed calls and the baselines), so that the verification of several candidates may overlap on one device while
+    timing has it to itself. Every result carries ``stage_s``, the wall seconds of each stage it reached."""
+    stages = StageClock()
+    result = _evaluate(req, stages, timing_slot if timing_slot is not None else contextlib.nullcontext())
+    return dataclasses.replace(result, stage_s=dict(stages.seconds))
+
+
+def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager) -> EvalResult:
+    with stage("static"):
+        flags, early = _static(req)
     if early is not None:
         return early
     seed = req.verify.seed if req.verify.seed is not None else random.SystemRandom().randrange(1 << 30)
@@ -104,7 +131,8 @@ def evaluate(req: EvalRequest) -> EvalResult:
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
     base = dict(device=req.device, static_flags=flags, policy={**_policy(req), "seed": seed})
     try:
-        ref = build_reference(req.problem_path, req.scale, req.device, seed)
+        with stage("build"):
+            ref = build_reference(req.problem_path, req.scale, req.device, seed)
     except Rejected as r:
         return EvalResult(status=r.status, reason=r.reason, **base)
     limits = _limits(req)
@@ -113,36 +141,51 @@ def evaluate(req: EvalRequest) -> EvalResult:
     t_start = time.monotonic()
     ready: dict[str, Any] = {}
     run = None
+    timed: tuple[Any, ...] | None = None
     try:
-        with Child(limits, cache_dir, label="candidate") as child:
-            cand_path = child.scratch / "candidate.py"
-            cand_path.write_text(req.candidate_source)
-            ping = ping_overhead(child)
-            try:
-                ready = init_child(child, "candidate", ref, candidate_path=cand_path, warmup=req.timing.warmup)
-                verify_calls(child, ref, req.verify, rng, checks)
-                if req.mode == "verify":
-                    run = timed_loop(child, ref, req.verify, req.timing, rng, checks, n_calls=VERIFY_MODE_CALLS,
-                                     flush=False)
-                else:
-                    run = timed_loop(child, ref, req.verify, req.timing, rng, checks, flush=req.timing.flush_for(timer))
-            except Rejected as first:
-                # a replaced judge or changed settings explains a failed check better than the check itself
-                if ready:
+        with contextlib.ExitStack() as slot:
+            with Child(limits, cache_dir, label="candidate") as child:
+                with stage("spawn"):   # the child's start-up: the first ping waits for its imports
+                    cand_path = child.scratch / "candidate.py"
+                    cand_path.write_text(req.candidate_source)
+                    ping = ping_overhead(child)
+                try:
+                    with stage("build"):
+                        ready = init_child(child, "candidate", ref, candidate_path=cand_path,
+                                           warmup=req.timing.warmup)
+                    with stage("verify"):
+                        verify_calls(child, ref, req.verify, rng, checks)
+                        if req.mode == "verify":
+                            run = timed_loop(child, ref, req.verify, req.timing, rng, checks,
+                                             n_calls=VERIFY_MODE_CALLS, flush=False)
+                    if req.mode == "bench":
+                        slot.enter_context(timing_slot)
+                        with stage("time"):
+                            run = timed_loop(child, ref, req.verify, req.timing, rng, checks,
+                                             flush=req.timing.flush_for(timer))
+                except Rejected as first:
+                    # a replaced judge or changed settings explains a failed check better than the check itself
+                    if ready:
+                        audit(child, ready["settings_before"])
+                    raise first
+                with stage("verify"):
                     audit(child, ready["settings_before"])
-                raise first
-            audit(child, ready["settings_before"])
             inconsistent = host_clock_consistent(run, ping) if req.mode == "bench" else None
             if inconsistent:
                 raise Rejected(Status.TIMING_INCONSISTENT, inconsistent)
+            verify_seconds = round(time.monotonic() - t_start, 3)
+            device_name = ready.get("device_name", "")
+            if req.mode == "bench":
+                # the baselines in clean children, with the timing slot still held
+                with stage("baseline"):
+                    timed = _baselines(req, ref, device_name, limits, cache_dir, rng)
     except (Rejected, ChildFailed) as r:
         base["policy"] = {**base["policy"], **ready.get("applied_limits", {})}
         return EvalResult(status=r.status, reason=r.reason, device_name=ready.get("device_name", ""),
                           compile_seconds=ready.get("compile_seconds"), **_errors(checks), **base)
-    device_name = ready.get("device_name", "")
     policy = {**base["policy"], **ready.get("applied_limits", {}),
               "state_dict_loaded": ready.get("state_dict_loaded"), "checked_calls": checks.checks,
-              "verify_seconds": round(time.monotonic() - t_start, 3)}
+              "verify_seconds": verify_seconds}
     base["policy"] = policy
     result = EvalResult(status=Status.ACCEPTED, reason=f"passed {checks.checks} checks "
                         f"({req.verify.trials} trials, {len(checks.probe_verdicts)} probes, timed calls)",
@@ -150,7 +193,7 @@ def evaluate(req: EvalRequest) -> EvalResult:
                         provenance=provenance(req.device, device_name), **_errors(checks), **base)
     if req.mode == "verify":
         return result
-    return _with_timing(req, ref, result, run.samples_ns, limits, cache_dir, rng)
+    return _with_timing(req, ref, result, run.samples_ns, timed)
 
 
 def _errors(checks: CheckLog) -> dict[str, Any]:
@@ -160,19 +203,23 @@ def _errors(checks: CheckLog) -> dict[str, Any]:
                 probe_verdicts=tuple(checks.probe_verdicts))
 
 
-def _with_timing(req: EvalRequest, ref, result: EvalResult, samples: list[int], limits: SandboxLimits,
-                 cache_dir: Path, rng: random.Random) -> EvalResult:
+def _baselines(req: EvalRequest, ref, device_name: str, limits: SandboxLimits, cache_dir: Path,
+               rng: random.Random) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The baselines before the candidate (cached) and, with two rounds or more, again after it (fresh)."""
+    before = cached_baselines(ref, device_name=device_name, timing=req.timing, limits=limits, cache_dir=cache_dir,
+                              rng=rng)
+    after = None
+    if req.timing.rounds >= 2:
+        after = cached_baselines(ref, device_name=device_name, timing=req.timing, limits=limits,
+                                 cache_dir=cache_dir, rng=rng, fresh=True)
+    return before, after
+
+
+def _with_timing(req: EvalRequest, ref, result: EvalResult, samples: list[int],
+                 timed: tuple[dict[str, Any], dict[str, Any] | None]) -> EvalResult:
     cand = summarize(samples)
     warnings: list[str] = []
-    try:
-        before = cached_baselines(ref, device_name=result.device_name, timing=req.timing, limits=limits,
-                                  cache_dir=cache_dir, rng=rng)
-        after = None
-        if req.timing.rounds >= 2:
-            after = cached_baselines(ref, device_name=result.device_name, timing=req.timing, limits=limits,
-                                     cache_dir=cache_dir, rng=rng, fresh=True)
-    except Rejected as r:
-        return dataclasses.replace(result, status=r.status, reason=r.reason, candidate=cand)
+    before, after = timed
     stats: dict[str, TimeStats] = {}
     for name in req.timing.baselines:
         samples_b = list(before[name]["samples_ns"])

@@ -88,6 +88,8 @@ class EvalResult:
     policy: dict[str, Any] = dataclasses.field(default_factory=dict)
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     profile: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # wall seconds per stage of this evaluation: static, spawn, build, verify, time, baseline (absent: not reached)
+    stage_s: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -121,6 +123,7 @@ class EvalResult:
             "policy": self.policy,
             "provenance": self.provenance,
             "profile": self.profile,
+            "stage_s": self.stage_s,
         }
 
     def to_json(self) -> str:
@@ -141,4 +144,5 @@ class EvalResult:
             compile_seconds=d.get("compile_seconds"), warnings=tuple(d.get("warnings", [])),
             static_flags=tuple(d.get("static_flags", [])), policy=d.get("policy", {}),
             provenance=d.get("provenance", {}), profile=d.get("profile", {}),
+            stage_s={k: float(v) for k, v in d.get("stage_s", {}).items()},
         )

@@ -1,0 +1,110 @@
+"""The contract with the engine: ``evaluate(req, timing_slot=...)`` holds the slot around the timing phase only
+(never for a verification, never for a candidate rejected before timing), releases it whatever happens, and every
+result says how long each stage it reached took (``stage_s``), also after a JSON round trip."""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from evaluators.pipeline import evaluate
+from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
+from evaluators.result import EvalResult, Status
+
+PROBLEM = """\
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def forward(self, x):
+        return x * 2.0
+
+
+def get_inputs():
+    return [torch.randn(2048)]
+
+
+def get_init_inputs():
+    return []
+"""
+HONEST = PROBLEM.replace("class Model(", "class ModelNew(").replace("x * 2.0", "x + x")
+WRONG = PROBLEM.replace("class Model(", "class ModelNew(").replace("x * 2.0", "x * 3.0")
+
+
+class Slot:
+    """A timing slot that records when it was held: the stages the pipeline had reached on entry and on exit."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @contextlib.contextmanager
+    def hold(self):
+        self.events.append("enter")
+        try:
+            yield
+        finally:
+            self.events.append("exit")
+
+
+def _req(tmp_path, cache_dir, source: str, mode: str = "bench") -> EvalRequest:
+    problem = tmp_path / "double.py"
+    problem.write_text(PROBLEM)
+    return EvalRequest(problem_path=str(problem), candidate_source=source, device="cpu", mode=mode,
+                       verify=VerifyPolicy(seed=5), cache_dir=str(cache_dir),
+                       timing=TimingPolicy(baselines=("eager",), time_cap_s=0.3, min_samples=8))
+
+
+def test_a_bench_holds_the_slot_once_around_timing_and_reports_every_stage(tmp_path, kswarm_cache_dir):
+    slot = Slot()
+    result = evaluate(_req(tmp_path, kswarm_cache_dir, HONEST), timing_slot=slot.hold())
+    assert result.status is Status.ACCEPTED, result.reason
+    assert slot.events == ["enter", "exit"]
+    assert set(result.stage_s) == {"static", "spawn", "build", "verify", "time", "baseline"}
+    assert all(v >= 0 for v in result.stage_s.values())
+    again = EvalResult.from_dict(result.to_dict())
+    assert again.stage_s == result.stage_s
+
+
+def test_a_verification_never_takes_the_slot(tmp_path, kswarm_cache_dir):
+    slot = Slot()
+    result = evaluate(_req(tmp_path, kswarm_cache_dir, HONEST, mode="verify"), timing_slot=slot.hold())
+    assert result.status is Status.ACCEPTED, result.reason
+    assert slot.events == []
+    assert "time" not in result.stage_s and "baseline" not in result.stage_s
+    assert {"static", "spawn", "build", "verify"} <= set(result.stage_s)
+
+
+def test_a_candidate_rejected_before_timing_never_takes_the_slot(tmp_path, kswarm_cache_dir):
+    slot = Slot()
+    result = evaluate(_req(tmp_path, kswarm_cache_dir, WRONG), timing_slot=slot.hold())
+    assert result.status is Status.MISMATCH, result.reason
+    assert slot.events == []
+    assert "verify" in result.stage_s and "time" not in result.stage_s
+
+
+@pytest.mark.parametrize("source", ["import os\nos._exit(0)\n" + HONEST])
+def test_a_static_rejection_has_its_stage_too(tmp_path, kswarm_cache_dir, source):
+    result = evaluate(_req(tmp_path, kswarm_cache_dir, source))
+    assert result.status is Status.STATIC_VIOLATION
+    assert set(result.stage_s) == {"static"}
+
+
+COUNTING = HONEST.replace("    def forward(self, x):\n        return x + x", """\
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x + x if self.calls < 16 else x * 3.0""")
+
+
+def test_the_slot_is_released_when_timing_rejects(tmp_path, kswarm_cache_dir):
+    """Honest for the checks, wrong once timed: the rejection happens with the slot held, and it is let go."""
+    assert "self.calls" in COUNTING
+    slot = Slot()
+    result = evaluate(_req(tmp_path, kswarm_cache_dir, COUNTING), timing_slot=slot.hold())
+    assert result.status is Status.TIMED_MISMATCH, result.reason
+    assert slot.events == ["enter", "exit"]
+    assert "time" in result.stage_s
