@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from cluster import hardware
+from cluster.tempdirs import check_temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def node_start_command(
     units = {k: int(v) if float(v).is_integer() else float(v) for k, v in sorted(resources.items())}
     cmd.append("--resources=" + json.dumps(units, separators=(", ", ": ")))
     if temp_dir is not None:
-        cmd.append(f"--temp-dir={temp_dir}")
+        cmd.append(f"--temp-dir={check_temp_dir(temp_dir)}")
     cmd.append("--disable-usage-stats")
     cmd += list(extra)
     return cmd
@@ -102,7 +104,16 @@ def node_start(
     if dry_run:
         return cmd, None
     logger.info("running %s", shlex.join(cmd))
-    return cmd, subprocess.run(cmd, check=False).returncode
+    return cmd, subprocess.run(cmd, check=False, env=node_env(os.environ)).returncode
+
+
+def node_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment ``ray start`` runs with: the caller's, with this interpreter's ``bin`` first on PATH. Ray's
+    processes, and so the entrypoints of jobs submitted to this node, inherit it: ``ray job submit ... -- kswarm
+    run ...`` then finds ``kswarm`` even where the node was started without activating its virtual environment."""
+    here = str(Path(sys.executable).parent)
+    rest = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != here]
+    return {**env, "PATH": os.pathsep.join([here, *rest])}
 
 
 def node_start_cli(
@@ -113,12 +124,14 @@ def node_start_cli(
     port: int | None = None,
     dashboard_port: int = DEFAULT_DASHBOARD_PORT,
     num_cpus: int | None = None,
+    extra: Sequence[str] = (),
 ) -> int:
-    """``kswarm node start``: returns the exit code (2 for bad options); a dry run prints the command line."""
+    """``kswarm node start``: returns the exit code (2 for bad options); a dry run prints the command line.
+    ``extra`` goes to ``ray start`` as given (``--block``, ports, ``--object-store-memory``, ...)."""
     try:
         cmd, code = node_start(head=head, address=address, temp_dir=temp_dir, port=port, num_cpus=num_cpus,
-                               dashboard_port=dashboard_port, dry_run=dry_run)
-    except ValueError as exc:
+                               dashboard_port=dashboard_port, extra=extra, dry_run=dry_run)
+    except ValueError as exc:    # TempDirTooLong included
         sys.stderr.write(f"error: {exc}\n")
         return 2
     if dry_run:

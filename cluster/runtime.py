@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import ray
 
 from cluster import hardware
+from cluster.tempdirs import check_temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def ensure_ray(
             devices = hardware.detect_devices()
             resources = hardware.hardware_resources(devices) if resources is None else resources
             num_gpus = hardware.num_cuda(devices) if num_gpus is None else num_gpus
+        if temp_dir is not None:
+            temp_dir = check_temp_dir(temp_dir)
         # "local" starts a new Ray even where RAY_ADDRESS points elsewhere: no address means this machine.
         ray.init(address="local", resources=dict(resources), num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=temp_dir,
                  object_store_memory=object_store_memory, include_dashboard=include_dashboard, **kwargs)

@@ -318,13 +318,16 @@ def node_start(head: bool = typer.Option(False, "--head", help="start a head nod
                temp_dir: Optional[str] = typer.Option(None, "--temp-dir"),
                port: Optional[int] = typer.Option(None, "--port"),
                dashboard_port: int = typer.Option(8265, "--dashboard-port"),
-               num_cpus: Optional[int] = typer.Option(None, "--num-cpus")) -> None:
-    """ray start with one hw:<class> resource per detected device."""
+               num_cpus: Optional[int] = typer.Option(None, "--num-cpus"),
+               ray_args: Optional[list[str]] = typer.Argument(
+                   None, help="after --: more `ray start` options, as given (--block, ports, ...)")) -> None:
+    """ray start with one hw:<class> resource per detected device. Jobs submitted to the node find this
+    installation's kswarm on their PATH."""
     from cluster.node import node_start_cli
     if head == (address is not None):
         _fail("give exactly one of --head or --address ADDR")
     raise typer.Exit(node_start_cli(head=head, address=address, dry_run=dry_run, temp_dir=temp_dir, port=port,
-                                    dashboard_port=dashboard_port, num_cpus=num_cpus))
+                                    dashboard_port=dashboard_port, num_cpus=num_cpus, extra=ray_args or ()))
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """A real two-node Ray for the cluster tests: a head offering ``hw:cpu`` and a node offering ``hw:fakegpu``.
 
 One ``ray.cluster_utils.Cluster`` serves the whole session; tests that need more nodes add and remove their own.
-Everything Ray writes goes under the repository's ignored ``tmp/ray``.
+Everything Ray writes goes under one short folder of the system temp dir, named by the checkout, so that Ray's
+socket paths stay within the limit however deep the checkout lives; the repository's ignored ``tmp/ray-temp``
+records where it is.
 """
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from cluster.tempdirs import short_temp_dir
+
 REPO = Path(__file__).resolve().parents[2]
-RAY_TMP = REPO / "tmp" / "ray"
+RAY_ROOT = Path(short_temp_dir(str(REPO), prefix="ksw-test"))
+RAY_TMP = RAY_ROOT / "ray"
 STORE_BYTES = 100 * 2**20
 
 # The tests are an entry point: this is where the environment is decided.
@@ -42,6 +47,8 @@ def two_nodes():
     from ray.cluster_utils import Cluster
 
     RAY_TMP.mkdir(parents=True, exist_ok=True)
+    (REPO / "tmp").mkdir(exist_ok=True)
+    (REPO / "tmp" / "ray-temp").write_text(f"{RAY_ROOT}\n")
     # Cluster() records its address in Ray's default temp dir; keep that file in ours too.
     old_tmp = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = str(RAY_TMP.parent)

@@ -40,7 +40,7 @@ def _wait_http(url, limit_s):
 
 def test_job_submitted_to_a_node_start_head_evaluates_on_its_hardware():
     gcs, dash, agent, agent_grpc, env_agent, metrics, client = _free_ports(7)
-    temp_dir = RAY_TMP.parent / "ray-job"
+    temp_dir = RAY_TMP.parent / "job"
     cpu = hw.devices_from_probe(hw.Probe(cpu=hw.probe_cpu()))
     # --block keeps `ray start` in the foreground, owning the head's processes: terminating it stops them all.
     cmd = node.node_start_command(

@@ -1,7 +1,9 @@
 """The README's cluster path: ``kswarm node start --head``, then ``ray job submit ... -- kswarm run`` of the
-quickstart campaign, which joins the head, evaluates on its ``hw:cpu`` device and leaves its directory behind."""
+quickstart campaign, which joins the head, evaluates on its ``hw:cpu`` device and leaves its directory behind.
+
+Neither the head nor the job has the virtual environment on its PATH: ``kswarm node start`` puts its own
+interpreter's ``bin`` first on the node's PATH, and that is how the job finds ``kswarm``."""
 import os
-import shlex
 import subprocess
 import sys
 
@@ -14,30 +16,34 @@ from tests.cluster.test_job_submit_against_node_start_head import _free_ports, _
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
+def _path_without(folder: str) -> str:
+    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if p and os.path.realpath(p) != os.path.realpath(folder))
+
+
 def test_ray_job_submit_of_the_quickstart_against_a_node_start_head(tmp_path):
     gcs, dash, agent, agent_grpc, env_agent, metrics, client = _free_ports(7)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    venv_bin = os.path.dirname(sys.executable)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "VIRTUAL_ENV")}
     env["RAY_AUTH_MODE"] = "disabled"
-    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env.get('PATH', '')}"
-    kswarm = [sys.executable, "-m", "search.cli"]
-    dry = subprocess.run(kswarm + ["node", "start", "--head", "--dry-run", "--port", str(gcs),
-                                   "--dashboard-port", str(dash), "--num-cpus", "2",
-                                   "--temp-dir", str(RAY_TMP.parent / "ray-quickstart-job")],
-                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert dry.returncode == 0, dry.stderr
-    assert '"hw:cpu": 1' in dry.stdout or "hw:cpu" in dry.stdout
-    # the command `kswarm node start --head` runs, kept in the foreground so that the test owns its processes
-    cmd = shlex.split(dry.stdout.strip()) + [
-        "--block", f"--object-store-memory={100 * 2**20}", f"--dashboard-agent-listen-port={agent}",
-        f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
-        f"--metrics-export-port={metrics}", f"--ray-client-server-port={client}"]
-    head = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env["PATH"] = _path_without(venv_bin)
+    probe = subprocess.run(["sh", "-c", "command -v kswarm || true"], env=env, capture_output=True, text=True)
+    assert probe.stdout.strip() == "", "the test needs a PATH without kswarm on it"
+    # `kswarm node start --head`, kept in the foreground (--block, passed through to ray start) so that the test
+    # owns the head's processes, on ports of its own
+    head = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "node", "start", "--head", "--port", str(gcs),
+         "--dashboard-port", str(dash), "--num-cpus", "2", "--temp-dir", str(RAY_TMP.parent / "qs"), "--",
+         "--block", f"--object-store-memory={100 * 2**20}", f"--dashboard-agent-listen-port={agent}",
+         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
+         f"--metrics-export-port={metrics}", f"--ray-client-server-port={client}"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out_dir = tmp_path / "quickstart"
     try:
         _wait_http(f"http://127.0.0.1:{dash}/api/version", limit_s=90)
         job = subprocess.run(
-            [os.path.join(os.path.dirname(sys.executable), "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO), "--",
-             sys.executable, "-m", "search.cli", "run", "experiments/campaigns/quickstart.toml",
+            [os.path.join(venv_bin, "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}",
+             "--working-dir", str(REPO), "--", "kswarm", "run", "experiments/campaigns/quickstart.toml",
              "--out", str(out_dir)],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
