@@ -17,7 +17,7 @@ from evaluators.policy import candidate_hash
 if TYPE_CHECKING:
     from evaluators.result import EvalResult
 
-BACKENDS = ("torch", "compile", "cpp", "triton")
+BACKENDS = ("torch", "compile", "cpp", "triton", "cuda", "metal")
 
 
 def _freeze(value: Any) -> Any:
@@ -128,6 +128,7 @@ class Scored:
     candidate: Candidate
     speedup: float | None
     candidate_ms: float | None = None
+    profile: Mapping[str, Any] | None = None     # the evaluation's profile summary, where the view has it
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,12 @@ PROPOSER_OPTIONS: dict[str, dict[str, Any]] = {
     "rewrites": {"compile_limit": int},
     "optuna": {"sampler": str, "objective": str, "templates": tuple[str, ...], "seed": int},
     "files": {"dir": Path},
+    # the LLM swarm (proposers/llm); the budget's max_tokens and max_cost_usd and the campaign directory are added
+    # by with_llm_context, not written here
+    "llm": {"model": str, "provider": str, "base_url": str, "concurrency": int, "roles": tuple[str, ...],
+            "backends": tuple[str, ...], "ideas_per_call": int, "fix_rounds": int, "parents": int,
+            "max_response_tokens": int, "temperature": float, "max_retries": int, "timeout_s": float,
+            "price_input_per_mtok": float, "price_output_per_mtok": float, "api_key_env": str, "guidance": str},
 }
 _REQUIRED_OPTIONS = {"files": ("dir",)}
 
@@ -253,7 +259,7 @@ def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignC
         if hw in seen[:i]:
             r.fail(f"targets[{i}].hardware", f"{hw!r} is listed twice; keep one [[targets]] per hardware class")
 
-    return CampaignConfig(
+    return with_llm_context(CampaignConfig(
         source=file, campaign=campaign,
         budget=r.dataclass(Budget, data["budget"], "budget"),
         problems=tuple(_problem(r, p, f"problems[{i}]")
@@ -263,7 +269,7 @@ def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignC
         verify=r.dataclass(VerifyPolicy, data.get("verify", {}), "verify"),
         timing=r.dataclass(TimingPolicy, data.get("timing", {}), "timing"),
         evolution=r.dataclass(Evolution, data.get("evolution", {}), "evolution"),
-    )
+    ))
 
 
 def _problem(r: _Reader, data: dict[str, Any], key: str) -> ProblemSpec:
@@ -324,6 +330,8 @@ def _proposers(r: _Reader, tables: list[dict[str, Any]]) -> tuple[ProposerSpec, 
                                      "file's folder)")
         if name in (s.name for s in specs):
             r.fail(f"{key}.name", f"{name!r} is used twice; give each proposer a distinct name = \"...\"")
+        if kind == "llm":
+            _check_llm(r, key, options)
         specs.append(ProposerSpec(kind=kind, name=name, per_generation=per_gen, options=options))
     return tuple(specs)
 
@@ -393,4 +401,39 @@ def load_snapshot(campaign_dir: str | Path) -> CampaignConfig:
     path = Path(campaign_dir) / SNAPSHOT_JSON
     if not path.is_file():
         raise ConfigError(f"{path}: no campaign snapshot; is {campaign_dir} a campaign directory?")
-    return config_from_dict(json.loads(path.read_text()))
+    return with_llm_context(config_from_dict(json.loads(path.read_text())), Path(campaign_dir))
+
+
+def _check_llm(r: _Reader, key: str, options: dict[str, Any]) -> None:
+    """The values of an llm proposer's options that the proposer would refuse only when the campaign starts."""
+    from proposers.llm.clients import PROVIDERS
+    from proposers.llm.proposer import ROLES
+    if options.get("provider", "anthropic") not in PROVIDERS:
+        r.fail(f"{key}.provider", f"expected one of {', '.join(map(repr, PROVIDERS))}, got {options['provider']!r}")
+    roles = options.get("roles", ROLES)
+    for i, role in enumerate(roles):
+        if role not in ROLES:
+            r.fail(f"{key}.roles[{i}]", f"{role!r} is not one of {', '.join(map(repr, ROLES))}")
+    if "coder" not in roles:
+        r.fail(f"{key}.roles", "must include \"coder\" (the role that writes candidates)")
+    for name in ("concurrency", "ideas_per_call", "max_response_tokens"):
+        if name in options and options[name] < 1:
+            r.fail(f"{key}.{name}", f"must be >= 1, got {options[name]}")
+    for name in ("fix_rounds", "parents", "max_retries", "temperature", "timeout_s", "price_input_per_mtok",
+                 "price_output_per_mtok"):
+        if name in options and options[name] < 0:
+            r.fail(f"{key}.{name}", f"must be >= 0, got {options[name]}")
+    if options.get("provider") == "openai" and "base_url" not in options:
+        r.fail(f"{key}.base_url", "missing; an OpenAI-compatible endpoint needs base_url = \"http://host:port/v1\"")
+
+
+def with_llm_context(config: CampaignConfig, campaign_dir: Path | None = None) -> CampaignConfig:
+    """``config`` with each llm proposer's options completed by what the campaign knows: its directory (the
+    response cache, the ledger and guidance.jsonl live there; a resumed directory is where it is now) and the
+    budget's max_tokens and max_cost_usd, which the proposers count against together."""
+    where = str(campaign_dir if campaign_dir is not None else config.campaign.out)
+    specs = tuple(dataclasses.replace(s, options={**s.options, "campaign_dir": where,
+                                                  "budget_tokens": config.budget.max_tokens,
+                                                  "budget_cost_usd": config.budget.max_cost_usd})
+                  if s.kind == "llm" else s for s in config.proposers)
+    return dataclasses.replace(config, proposers=specs)

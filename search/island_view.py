@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from proposers.base import Candidate, Failure, Scored
@@ -34,9 +35,10 @@ class IslandView:
             k = min(k, self.max_parents)
         rows = parents.select(self.population.island(self.problem_id), self.problem_id, self.hardware, k,
                               hardwares=self.hardwares, near_duplicate=self.near_duplicate, pool=self.pool)
-        return [Scored(Candidate.from_dict(d), speedup=s, candidate_ms=ms)
-                for d, s, ms in zip(views.candidate_dicts(rows), rows.column("speedup").to_pylist(),
-                                    rows.column("candidate_ms").to_pylist(), strict=True)]
+        profiles = [json.loads(p) if p else None for p in rows.column("profile").to_pylist()]
+        return [Scored(Candidate.from_dict(d), speedup=s, candidate_ms=ms, profile=prof)
+                for d, s, ms, prof in zip(views.candidate_dicts(rows), rows.column("speedup").to_pylist(),
+                                          rows.column("candidate_ms").to_pylist(), profiles, strict=True)]
 
     def failures(self, k: int = 20) -> list[Failure]:
         """Rejected or failed candidates with their status and reason, most recent first."""

@@ -67,7 +67,7 @@ def test_unknown_proposer_kind_lists_the_valid_ones(campaign_file: Path) -> None
     m = _error(campaign_file, 'kind = "rewrites"', 'kind = "genetic"')
     assert "proposers[0].kind" in m and "'optuna'" in m
     # a kind this version cannot build is refused when the file loads, not when the campaign starts
-    m = _error(campaign_file, 'kind = "genetic"', 'kind = "llm"')
+    m = _error(campaign_file, 'kind = "genetic"', 'kind = "supervisor"')
     assert "proposers[0].kind" in m and "'rewrites'" in m
 
 
