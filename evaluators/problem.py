@@ -44,16 +44,23 @@ def read_source(path: str | os.PathLike[str], what: str) -> str:
     if not p.is_file():
         raise BadInput(f"{what} path is not a file: {p}")
     try:
-        return p.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"cannot read {what} file {p}: {e}") from None
+        return p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{what} file {p} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise BadInput(f"cannot read {what} file {p}: {_one_line(e)}") from None
 
 
 def _parse(source: str, path: str, what: str) -> ast.Module:
     try:
         return ast.parse(source, filename=path)
     except SyntaxError as e:
-        raise BadInput(f"{what} {path} has a syntax error at line {e.lineno}: {e.msg}; fix it and retry") from None
+        where = f" at line {e.lineno}" if e.lineno else ""
+        raise BadInput(f"{what} {path} has a syntax error{where}: {_one_line(e.msg)}; fix it and retry") from None
+    except ValueError as e:   # some Python versions report NUL bytes in the source this way
+        raise BadInput(f"{what} {path} is not Python source ({_one_line(e)}); fix it and retry") from None
+    except (MemoryError, RecursionError):
+        raise BadInput(f"{what} {path} is nested too deeply for Python's parser; simplify it and retry") from None
 
 
 def _top_level_names(tree: ast.Module) -> set[str]:
@@ -99,7 +106,7 @@ def load_problem_module(path: str, scale: str = "default") -> tuple[types.Module
     mod.__file__ = str(Path(path).resolve())
     try:
         exec(compile(source, str(path), "exec"), mod.__dict__)
-    except Exception as e:  # the user's problem file failed while loading
+    except (Exception, SystemExit) as e:  # the user's problem file failed (or called exit) while loading
         raise BadInput(f"problem {path} failed to load: {type(e).__name__}: {_one_line(e)}") from None
     for name in REQUIRED_PROBLEM_NAMES:
         if not callable(getattr(mod, name, None)):

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -23,7 +24,8 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # the message quotes user input (keys, values, paths), which must print as written, never as rich markup
+    err.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -154,9 +156,11 @@ def bench(problem: Path = typer.Argument(..., help="problem file: Model, get_inp
 # campaigns ---------------------------------------------------------------------------------------------------
 
 def _load_campaign(path: Path, out_dir: Optional[Path]):
-    from search.config import ConfigError, load_config
+    from search.config import ConfigError, check_problem_files, load_config
     try:
-        return load_config(path, out=out_dir)
+        cfg = load_config(path, out=out_dir)
+        check_problem_files(cfg)
+        return cfg
     except ConfigError as e:
         _fail(" ".join(str(e).split()))
 
@@ -214,12 +218,20 @@ def run(campaign: Path = typer.Argument(..., help="campaign TOML file"),
         address: Optional[str] = typer.Option(None, "--address", help="Ray address; a local Ray when omitted")) -> None:
     """Run a campaign; leaves a population, an export and a report in its directory."""
     cfg = _load_campaign(campaign, out_dir)
-    from search.config import ConfigError, write_snapshot
+    from search.config import SNAPSHOT_JSON, ConfigError, forget_unstarted, write_snapshot
+    fresh = not (cfg.campaign.out / SNAPSHOT_JSON).exists()
     try:
         write_snapshot(cfg)
     except (ConfigError, OSError) as e:
         _fail(" ".join(str(e).split()))
-    _live_run(cfg, cfg.campaign.out, address)
+    try:
+        _live_run(cfg, cfg.campaign.out, address)
+    except BaseException as e:
+        # a start that fails before its first evaluation (no node of a target class, Ctrl-C during start-up)
+        # takes its snapshot back, so that the folder is not taken later for a different campaign to resume
+        if fresh and not (isinstance(e, typer.Exit) and e.exit_code == 0):
+            forget_unstarted(cfg.campaign.out)
+        raise
 
 
 @app.command()

@@ -7,9 +7,13 @@ and what to do about it.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
 import glob
 import json
+import logging
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,10 +25,12 @@ except ModuleNotFoundError:   # Python 3.10: the same parser, packaged as tomli
     import tomli as tomllib
 
 from cluster.hardware import device_kind
-from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
+from evaluators.policy import PROBES, EvalRequest, TimingPolicy, VerifyPolicy
+from evaluators.problem import BadInput, check_problem_source, read_source
 from proposers import proposer_kinds
 from search import atomic
 
+log = logging.getLogger(__name__)
 PROPOSER_KINDS = proposer_kinds()     # what this version can build; an unknown kind fails at load
 
 # Kind-specific keys of a [[proposers]] table and their TOML types; anything else is an unknown key.
@@ -141,6 +147,11 @@ class _Reader:
     def fail(self, key: str, message: str) -> typing.NoReturn:
         raise ConfigError(f"{self.file}: {key}: {message}")
 
+    @staticmethod
+    def dotted(parent: str, name: str) -> str:
+        """``parent.name``, the name quoted as TOML would write it when it is not a bare key."""
+        return f"{parent}.{_key(name)}" if parent else _key(name)
+
     def table(self, value: Any, key: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             self.fail(key, f"expected a table [{key}], got {_describe(value)}")
@@ -156,7 +167,7 @@ class _Reader:
     def reject_unknown(self, data: dict[str, Any], valid: typing.Iterable[str], key: str) -> None:
         valid = list(valid)
         for name in data:
-            dotted = f"{key}.{name}" if key else name
+            dotted = self.dotted(key, name)
             hint = difflib.get_close_matches(name, valid, n=1)
             did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
             self.fail(dotted, f"unknown key; {did_you_mean}valid keys here: {', '.join(valid)} "
@@ -180,7 +191,13 @@ class _Reader:
             p = Path(self.value(value, str, key)).expanduser()
             return p if p.is_absolute() else (self.base / p).resolve()
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            value = float(value)
+        if hint is float and type(value) is float and math.isnan(value):
+            self.fail(key, "expected a number, got nan")
+        if hint is int and type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+            self.fail(key, f"{_clip(str(value))} is out of range; integers are 64-bit (at most {_INT64[1]})")
+        if hint is str and type(value) is str and "\x00" in value:
+            self.fail(key, "contains a NUL character (\\u0000); remove it")
         if hint in (int, float, str, bool) and (type(value) is hint):
             return value
         if hint in (int, float, bool) and isinstance(value, str):
@@ -205,24 +222,59 @@ class _Reader:
                     self.fail(dotted, f"missing; add {f.name} = ... to the [{key}] table")
                 continue
             kwargs[f.name] = self.value(data.pop(f.name), hints[f.name], dotted)
-            self._check_bounds(f, kwargs[f.name], dotted)
+            self._check_bounds(f.metadata or _POLICY_BOUNDS.get(cls, {}).get(f.name, {}), kwargs[f.name], dotted)
         return cls(**kwargs)
 
-    def _check_bounds(self, f: dataclasses.Field, v: Any, key: str) -> None:
-        low = f.metadata.get("min")
-        if low is None or v is None:
+    def _check_bounds(self, bounds: typing.Mapping[str, Any], v: Any, key: str) -> None:
+        if v is None:
             return
-        if v < low or (f.metadata.get("exclusive") and v == low):
-            self.fail(key, f"must be {'>' if f.metadata.get('exclusive') else '>='} {low}, got {v!r}")
+        choices = bounds.get("choices")
+        if choices is not None:
+            for i, item in enumerate(v):
+                if item not in choices:
+                    self.fail(f"{key}[{i}]", f"{_clip(repr(item))} is not one of {', '.join(map(repr, choices))}")
+            if not v and bounds.get("nonempty"):
+                self.fail(key, f"must not be empty; choose among {', '.join(map(repr, choices))}")
+        low, high = bounds.get("min"), bounds.get("max")
+        if low is not None and (v < low or (bounds.get("exclusive") and v == low)):
+            self.fail(key, f"must be {'>' if bounds.get('exclusive') else '>='} {low}, got {v!r}")
+        if high is not None and v > high:
+            self.fail(key, f"must be <= {high}, got {v!r}")
 
 
+# Bounds of the evaluator's policies (which carry no field metadata of their own): a zero timeout or a negative
+# memory limit would turn every candidate into a confusing failure instead of one clear error here.
+_NONNEG, _POS, _POS_EXCL = {"min": 0}, {"min": 1}, {"min": 0.0, "exclusive": True}
+_POLICY_BOUNDS: dict[type, dict[str, dict[str, Any]]] = {
+    VerifyPolicy: {"trials": _POS, "probes": {"choices": PROBES}, "atol_fp32": _NONNEG, "rtol_fp32": _NONNEG,
+                   "atol_half": _NONNEG, "rtol_half": _NONNEG, "timed_checks": _NONNEG, "timeout_s": _POS_EXCL,
+                   "compile_allowance_s": _POS_EXCL, "memory_multiple": {"min": 1.0},
+                   "memory_mb": _POS, "max_processes": _POS, "max_file_mb": {"min": 1, "max": 2**43}},
+    TimingPolicy: {"warmup": _NONNEG, "min_samples": _POS, "max_samples": _POS, "ci_target": _POS_EXCL,
+                   "time_cap_s": _POS_EXCL, "launch_overhead_us": _NONNEG, "rounds": _POS,
+                   "min_blocks": {"min": 6}, "max_blocks": {"min": 6},
+                   "baselines": {"choices": ("eager", "compile"), "nonempty": True}},
+}
 _NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_INT64 = (-(2**63), 2**63 - 1)
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAME = re.compile(r"^[\w.-][\w. -]{0,99}$")
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _key(name: str) -> str:
+    """A key as TOML writes it: bare, or quoted with escapes, so that a message stays one readable line."""
+    return name if _BARE_KEY.match(name) else _clip(json.dumps(name))
 
 
 def _describe(value: Any) -> str:
     kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "a table"}.get(type(value), type(value).__name__)
-    return f"{value!r} ({kind})" if not isinstance(value, (dict, list)) else kind
+            dict: "a table"}.get(type(value), "a date or time" if isinstance(value, (dt.date, dt.time))
+                                  else type(value).__name__)
+    return f"{_clip(repr(value))} ({kind})" if not isinstance(value, (dict, list)) else kind
 
 
 def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignConfig:
@@ -231,9 +283,17 @@ def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignC
     if not file.is_file():
         raise ConfigError(f"{file}: campaign file not found; pass the path of a .toml campaign file")
     try:
-        data = tomllib.loads(file.read_text())
+        raw = file.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read the campaign file ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{file}: not a TOML campaign file: byte {e.start} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{file}: not valid TOML: {e}") from None
+        raise ConfigError(f"{file}: not valid TOML: {' '.join(str(e).split())}") from None
     r = _Reader(file)
     sections = {"campaign", "budget", "problems", "targets", "proposers", "verify", "timing", "evolution"}
     for required in ("campaign", "budget", "problems", "targets", "proposers"):
@@ -245,6 +305,9 @@ def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignC
     camp = r.table(data["campaign"], "campaign")
     name = r.value(camp.get("name"), str, "campaign.name") if "name" in camp else r.fail(
         "campaign.name", "missing; add name = \"...\" to the [campaign] table")
+    if not _NAME.match(name) or name in (".", ".."):
+        r.fail("campaign.name", f"{_clip(repr(name))} is not a usable name; use letters, digits, '.', '_', '-' "
+                                "or spaces (it names the campaign's folder and its rows)")
     camp.setdefault("out", f"runs/{name}")
     campaign = r.dataclass(CampaignSection, camp, "campaign")
     if out is not None:
@@ -296,6 +359,18 @@ def _problem(r: _Reader, data: dict[str, Any], key: str) -> ProblemSpec:
         if not files:
             r.fail(f"{key}.levels", f"no file of {pattern!r} lies in a folder named {', '.join(levels)}")
     return ProblemSpec(path=pattern, files=tuple(files), scale=scale, levels=levels)
+
+
+def check_problem_files(config: CampaignConfig) -> None:
+    """Raise ConfigError naming the first problem file that does not parse or lacks Model, get_inputs or
+    get_init_inputs (read and parsed, never executed), so that a campaign does not start on a broken problem."""
+    r = _Reader(config.source)
+    for i, spec in enumerate(config.problems):
+        for f in spec.files:
+            try:
+                check_problem_source(read_source(f, "problem"), str(f))
+            except BadInput as e:
+                r.fail(f"problems[{i}].path", str(e))
 
 
 def _level(r: _Reader, v: Any, key: str) -> str:
@@ -388,7 +463,10 @@ def write_snapshot(config: CampaignConfig, campaign_dir: str | Path | None = Non
     directory.mkdir(parents=True, exist_ok=True)
     resolved = json.dumps(config_to_dict(config), indent=2, sort_keys=True)
     existing = directory / SNAPSHOT_JSON
-    if existing.exists() and not overwrite and json.loads(existing.read_text()) != json.loads(resolved):
+    if existing.exists() and not overwrite and _recorded(existing) != json.loads(resolved):
+        if never_started(directory):
+            raise ConfigError(f"{directory}: already holds a different campaign, which never started (no "
+                              f"evaluation recorded); delete {directory}, or pass another --out")
         raise ConfigError(f"{directory}: already holds a different campaign ({existing}); resume it with "
                           "`kswarm resume`, or pass another --out")
     atomic.write_bytes(directory / SNAPSHOT_TOML, config.source.read_bytes())
@@ -396,12 +474,46 @@ def write_snapshot(config: CampaignConfig, campaign_dir: str | Path | None = Non
     return existing
 
 
+def _recorded(snapshot: Path) -> Any:
+    """The snapshot's JSON; a damaged one reads as None (different from any campaign)."""
+    try:
+        return json.loads(snapshot.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def never_started(directory: str | Path) -> bool:
+    """No evaluation recorded, none dispatched (no checkpoint) and no live driver: nothing a resume would need."""
+    from search.checkpoint import CHECKPOINT_FILE
+    from search.journal import ParquetJournal, writer_alive
+    directory = Path(directory)
+    return (not (directory / CHECKPOINT_FILE).exists() and not ParquetJournal(directory).parts()
+            and not writer_alive(directory))
+
+
+def forget_unstarted(directory: str | Path) -> bool:
+    """Remove the snapshot of a campaign that never started, so that its directory is not taken later for a
+    campaign to resume; returns whether it did. A campaign with anything recorded or dispatched is left alone."""
+    directory = Path(directory)
+    if not (directory / SNAPSHOT_JSON).exists() or not never_started(directory):
+        return False
+    (directory / SNAPSHOT_JSON).unlink(missing_ok=True)    # first: without it the folder is no campaign
+    (directory / SNAPSHOT_TOML).unlink(missing_ok=True)
+    atomic.fsync_dir(directory)
+    log.info("%s: removed the snapshot of a campaign that never started", directory)
+    return True
+
+
 def load_snapshot(campaign_dir: str | Path) -> CampaignConfig:
     """The config frozen by ``write_snapshot``."""
     path = Path(campaign_dir) / SNAPSHOT_JSON
     if not path.is_file():
         raise ConfigError(f"{path}: no campaign snapshot; is {campaign_dir} a campaign directory?")
-    return with_llm_context(config_from_dict(json.loads(path.read_text())), Path(campaign_dir))
+    try:
+        return with_llm_context(config_from_dict(json.loads(path.read_bytes())), Path(campaign_dir))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{path}: damaged campaign snapshot ({type(e).__name__}: {_clip(str(e))}); "
+                          f"{SNAPSHOT_TOML} beside it is the campaign file it was made from") from None
 
 
 def _check_llm(r: _Reader, key: str, options: dict[str, Any]) -> None:

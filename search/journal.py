@@ -23,6 +23,22 @@ _PART = re.compile(r"^part-(\d{8})-([0-9a-f]{32})\.parquet$")
 _LOCK = ".writer.lock"
 
 
+def writer_alive(campaign_dir: str | Path) -> bool:
+    """Whether a campaign driver holds the population's writer lock now (it is released when the driver dies)."""
+    import fcntl
+    try:
+        fd = os.open(Path(campaign_dir) / POPULATION_DIR / _LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 class JournalLockedError(RuntimeError):
     """A second writer tried to open a population that a live campaign driver is writing."""
 

@@ -1,0 +1,5 @@
+"""The hardening tests import their strategy helpers from this folder."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
