@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import socket
+import threading
 from typing import Any, Callable, Union
 
 import ray
@@ -21,6 +22,7 @@ from cluster import hardware
 from evaluators.machines import nvidia_driver_version
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
+from search.scheduler import accepts_timing_slot, call_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +51,19 @@ def resolve(fn: FunctionRef) -> Callable[..., Any]:
     return target
 
 
-def actor_options(hw_class: str) -> dict[str, Any]:
-    """Ray options that pin an evaluator to one device of ``hw_class``.
+def actor_options(hw_class: str, slots: int = 1) -> dict[str, Any]:
+    """Ray options that pin an evaluator to one device of ``hw_class``, running up to ``slots`` evaluations at once.
 
-    The ``hw:`` unit makes timing exclusive per device. A CUDA evaluator also takes the GPU (Ray then sets
-    CUDA_VISIBLE_DEVICES to it). A CPU evaluator reserves one CPU so that Ray schedules no cheap check beside it;
-    other classes take no CPU, their work is on the device.
+    The ``hw:`` unit gives the device one actor; inside it the timing phase is exclusive (a lock). A CUDA evaluator
+    also takes the GPU (Ray then sets CUDA_VISIBLE_DEVICES to it) and one CPU, the core that feeds the GPU, so that
+    Ray schedules no cheap check on it while the GPU is timed; a CPU evaluator reserves its CPU likewise. Other
+    classes take no CPU.
     """
-    opts: dict[str, Any] = {"resources": {hardware.resource_name(hw_class): 1}, "max_concurrency": 1,
-                            "max_restarts": 0, "max_task_retries": 0, "num_cpus": 1 if hw_class == "cpu" else 0}
-    if hardware.is_cuda_class(hw_class):
+    cuda = hardware.is_cuda_class(hw_class)
+    opts: dict[str, Any] = {"resources": {hardware.resource_name(hw_class): 1}, "max_concurrency": max(1, slots),
+                            "max_restarts": 0, "max_task_retries": 0,
+                            "num_cpus": 1 if hw_class == "cpu" or cuda else 0}
+    if cuda:
         opts["num_gpus"] = 1
     return opts
 
@@ -86,6 +91,8 @@ class EvaluatorActor:
     def __init__(self, hw_class: str, evaluate: FunctionRef):
         self._hw_class = hw_class
         self._evaluate: EvaluateFn = resolve(evaluate)
+        self._takes_slot = accepts_timing_slot(self._evaluate)
+        self._timing_slot = threading.Lock()      # one exclusive timing phase per device, whatever the verify slots
         self._fingerprint: dict[str, Any] | None = None
 
     def ready(self) -> dict[str, Any]:
@@ -103,7 +110,7 @@ class EvaluatorActor:
 
     def evaluate(self, req: EvalRequest) -> EvalResult:
         """Evaluate one request; the result's provenance gains ``cluster``: this actor's fingerprint."""
-        result = self._evaluate(req)
+        result = call_evaluate(self._evaluate, req, self._timing_slot, self._takes_slot)
         prov = {**result.provenance, "cluster": self.fingerprint()}
         return dataclasses.replace(result, provenance=prov)
 
@@ -111,9 +118,11 @@ class EvaluatorActor:
 RemoteEvaluator = ray.remote(EvaluatorActor)
 
 
-def spawn_evaluator(hw_class: str, evaluate: FunctionRef, node_id: str | None = None) -> "ray.actor.ActorHandle":
-    """Start an evaluator pinned to one device of ``hw_class`` (and to ``node_id`` when given, strictly)."""
-    opts = actor_options(hw_class)
+def spawn_evaluator(hw_class: str, evaluate: FunctionRef, node_id: str | None = None,
+                    slots: int = 1) -> "ray.actor.ActorHandle":
+    """Start an evaluator pinned to one device of ``hw_class`` (and to ``node_id`` when given, strictly) that runs
+    up to ``slots`` evaluations at once."""
+    opts = actor_options(hw_class, slots)
     if node_id is not None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)

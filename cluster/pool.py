@@ -1,8 +1,8 @@
 """The evaluator actors of a dispatcher: one per device of each target class on the alive nodes.
 
 The pool follows the cluster: it spawns an actor for each device that has none (a node joined, an actor was
-replaced) and retires the actors of nodes that left. It knows nothing of the work: a slot carries the object refs
-of the requests in flight on its actor, and retiring a slot hands them back to the caller to re-queue.
+replaced) and retires the actors of nodes that left. It knows nothing of the work: a slot carries the device it
+serves, and what runs there is the scheduler's business.
 """
 from __future__ import annotations
 
@@ -75,16 +75,16 @@ def wait_for_hardware(targets: list[str], wait_s: float) -> None:
 
 @dataclasses.dataclass(eq=False)
 class Slot:
-    """One evaluator actor on one device, and the refs of the requests in flight on it, oldest first."""
+    """One evaluator actor on one device. ``device_id`` names the device, not the actor: a replacement actor on
+    the same device keeps it (``<class>:<node id prefix>:<index>``)."""
 
     hw_class: str
     node_id: str
+    device_id: str
     handle: Any
     ready_ref: Any
     created_at: float
     ready_at: float | None = None
-    head_started: float | None = None  # when the oldest request in flight began to run
-    inflight: collections.deque = dataclasses.field(default_factory=collections.deque)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     retired: bool = False
 
@@ -96,8 +96,9 @@ class EvaluatorPool:
     """
 
     def __init__(self, targets: list[str], evaluate: actors.FunctionRef, max_start_failures: int = 2,
-                 start_timeout_s: float = 300.0):
+                 start_timeout_s: float = 300.0, slots: dict[str, int] | None = None):
         self.targets = list(targets)
+        self._slots = dict(slots or {})
         self._evaluate = evaluate
         self._max_start_failures, self._start_timeout_s = max_start_failures, start_timeout_s
         self.slots: dict[str, list[Slot]] = {c: [] for c in self.targets}
@@ -127,17 +128,19 @@ class EvaluatorPool:
         return gone
 
     def _spawn(self, cls: str, node_id: str) -> None:
-        handle = actors.spawn_evaluator(cls, self._evaluate, node_id=node_id)
-        slot = Slot(hw_class=cls, node_id=node_id, handle=handle, ready_ref=handle.ready.remote(),
-                    created_at=time.monotonic())
+        handle = actors.spawn_evaluator(cls, self._evaluate, node_id=node_id, slots=self._slots.get(cls, 1))
+        used = {s.device_id for s in self.slots[cls] if s.node_id == node_id}
+        index = next(i for i in range(len(used) + 1) if f"{cls}:{node_id[:8]}:{i}" not in used)
+        slot = Slot(hw_class=cls, node_id=node_id, device_id=f"{cls}:{node_id[:8]}:{index}", handle=handle,
+                    ready_ref=handle.ready.remote(), created_at=time.monotonic())
         self.slots[cls].append(slot)
         self.starting[slot.ready_ref] = slot
         logger.debug("spawned %s evaluator on node %s", cls, node_id[:8])
 
-    def retire(self, slot: Slot) -> list[Any]:
-        """Kill the slot's actor; the refs in flight on it, oldest first, stay in ``slot.inflight`` for the caller."""
+    def retire(self, slot: Slot) -> None:
+        """Kill the slot's actor; its work is the caller's to send again."""
         if slot.retired:
-            return []
+            return
         slot.retired = True
         self.slots[slot.hw_class].remove(slot)
         self.starting.pop(slot.ready_ref, None)
@@ -145,7 +148,6 @@ class EvaluatorPool:
             ray.kill(slot.handle, no_restart=True)
         except Exception as exc:  # the actor is already gone: nothing to kill
             logger.debug("kill %s evaluator: %s", slot.hw_class, exc)
-        return list(slot.inflight)
 
     def on_ready(self, ref: Any, now: float) -> Slot | None:
         """Handle a slot's ready answer. A slot whose actor could not start is retired and returned."""
@@ -165,11 +167,9 @@ class EvaluatorPool:
     def mark_ready(self, slot: Slot, now: float) -> None:
         if slot.ready_at is None:
             slot.ready_at = now
-            if slot.inflight:
-                slot.head_started = now
 
     def stale_starts(self, now: float) -> list[Slot]:
-        """Slots not ready within the start timeout, retired (their work still inside)."""
+        """Slots not ready within the start timeout, retired."""
         stale = [s for slots in self.slots.values() for s in slots
                  if s.ready_at is None and now - s.created_at > self._start_timeout_s]
         for slot in stale:

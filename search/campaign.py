@@ -13,7 +13,6 @@ import logging
 import os
 import random
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,16 +21,18 @@ from typing import Any
 
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
-from proposers import get_proposer
-from proposers.base import Candidate, Proposer
+from proposers.base import Candidate
 from search.checkpoint import Checkpoint, load_checkpoint, restore_rng, rng_state, save_checkpoint, to_dispatch_again
-from search.config import CampaignConfig, ProposerSpec
+from search.config import CampaignConfig
+from search.feed import INBOX, Feed, Island, build_proposers, default_cores
 from search.island_view import IslandView
 from search.population import Population
 from search.schema import Placement, eval_key, row_from_result
+from search.throughput import Throughput
+
+__all__ = ["INBOX", "Campaign", "Island", "Progress", "build_proposers", "cost_rank"]
 
 log = logging.getLogger(__name__)
-INBOX = "inbox"          # hand-written candidates dropped in by ``kswarm add``
 
 
 @dataclasses.dataclass
@@ -46,51 +47,22 @@ class Progress:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     note: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Island:
-    problem_path: str
-    scale: str
-    hardware: str
-
-    @property
-    def problem_id(self) -> str:
-        return Path(self.problem_path).stem
-
-    @property
-    def name(self) -> str:
-        return f"{self.problem_id}@{self.hardware}"
-
-
-def build_proposers(cfg: CampaignConfig, out_dir: Path) -> list[tuple[ProposerSpec, Proposer]]:
-    """One set of proposers; the campaign builds one set per hardware class, so that what a proposer has already
-    proposed on one class does not keep it from proposing the same candidate on another."""
-    built = []
-    for spec in cfg.proposers:
-        options = dict(spec.options)
-        if spec.kind == "optuna":
-            options.setdefault("campaign_dir", str(out_dir))
-            options.setdefault("seed", cfg.campaign.seed)
-        if spec.kind == "files":
-            options = {"paths": [str(options.pop("dir"))]}
-        built.append((spec, get_proposer(spec.kind, **options)))
-    # hand-written candidates added while the campaign runs (kswarm add) always have a way in
-    if not any(spec.kind == "files" and spec.name == INBOX for spec, _ in built):
-        (out_dir / INBOX).mkdir(parents=True, exist_ok=True)
-        built.append((ProposerSpec(kind="files", name=INBOX, per_generation=64),
-                      get_proposer("files", paths=[str(out_dir / INBOX)])))
-    return built
+    throughput: dict[str, Any] = dataclasses.field(default_factory=dict)   # see search.throughput
 
 
 class Campaign:
-    """One campaign directory driven to its budget. Use ``run``; it resumes when the directory has a checkpoint."""
+    """One campaign directory driven to its budget. Use ``run``; it resumes when the directory has a checkpoint.
+
+    ``local=True`` runs without Ray: the evaluations run in this process's threads (``search.local_dispatch``)
+    unless ``dispatcher_factory`` gives another dispatcher."""
 
     def __init__(self, cfg: CampaignConfig, out_dir: Path, *, address: str | None = None,
-                 on_progress: Callable[[Progress], None] | None = None, dispatcher_factory: Callable | None = None):
+                 on_progress: Callable[[Progress], None] | None = None, dispatcher_factory: Callable | None = None,
+                 local: bool = False):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.address = address
+        self.local = local
         self.on_progress = on_progress or (lambda p: None)
         self.dispatcher_factory = dispatcher_factory
         self.cache_dir = self.out / "cache"
@@ -98,11 +70,12 @@ class Campaign:
                         for spec in cfg.problems for f in spec.files for t in cfg.targets]
         self.progress = Progress(budget=cfg.budget.max_evaluations)
         self.pending: dict[str, dict[str, Any]] = {}     # eval_key -> candidate and placement, until appended
+        self.throughput = Throughput()
 
     # state -------------------------------------------------------------------------------------------------------
-    def _checkpoint(self, proposers, rng: random.Random, generation: int, elapsed: float) -> None:
+    def _checkpoint(self, proposers, rng: random.Random, feed: Feed, elapsed: float) -> None:
         save_checkpoint(self.out, Checkpoint(
-            generations={"campaign": generation},
+            generations={"campaign": feed.generation(), **{f"cursor@{hw}": c for hw, c in feed.cursors.items()}},
             proposer_states={f"{spec.name}@{hw}": p.get_state() for hw, ps in proposers.items() for spec, p in ps},
             in_flight=dict(self.pending), rng_state=rng_state(rng), elapsed_s=elapsed))
 
@@ -117,55 +90,22 @@ class Campaign:
 
     def _view(self, population: Population, island: Island) -> IslandView:
         return IslandView(population, island.problem_path, island.hardware,
-                          cache_dir=str(self.cache_dir / "torch_extensions"), cores=max(1, (os.cpu_count() or 2) // 2),
+                          cache_dir=str(self.cache_dir / "torch_extensions"), cores=default_cores(),
                           hardwares=tuple(t.hardware for t in self.cfg.targets),
                           near_duplicate=self.cfg.evolution.near_duplicate, max_parents=self.cfg.evolution.parents,
                           pool=self.cfg.evolution.population_per_island)
 
-    # proposing ---------------------------------------------------------------------------------------------------
-    def _proposals(self, population: Population, proposers, generation: int) -> list[tuple[Island, Candidate]]:
-        out: list[tuple[Island, Candidate]] = []
-        seen: set[str] = set(self.pending)
-        for island in self.islands:
-            view = self._view(population, island)
-            for spec, proposer in proposers[island.hardware]:
-                try:
-                    cands = proposer.propose(view, spec.per_generation)
-                except Exception:  # a proposer's bug must not end the campaign; it is logged with its traceback
-                    log.exception("proposer %s failed on %s", spec.name, island.name)
-                    continue
-                for c in cands:
-                    c = dataclasses.replace(c, hardware=island.hardware, problem_id=island.problem_id,
-                                            proposer=c.proposer or spec.name)
-                    key = eval_key(island.problem_id, c.id, island.hardware)
-                    if key in population or key in seen:
-                        continue
-                    seen.add(key)
-                    out.append((island, c))
-        if generation and generation % self.cfg.evolution.migration_every == 0:
-            out += self._migrants(population, seen)
-        return out
-
-    def _migrants(self, population: Population, seen: set[str]) -> list[tuple[Island, Candidate]]:
-        """A winner on one hardware class is tried on the problem's other classes."""
-        out = []
-        for island in self.islands:
-            for other in self.islands:
-                if other.problem_path != island.problem_path or other.hardware == island.hardware:
-                    continue
-                for scored in self._view(population, other).best(self.cfg.evolution.migrants):
-                    c = dataclasses.replace(scored.candidate, hardware=island.hardware,
-                                            parent_ids=(scored.candidate.id,), proposer="migration")
-                    key = eval_key(island.problem_id, c.id, island.hardware)
-                    if key not in population and key not in seen:
-                        seen.add(key)
-                        out.append((island, c))
-        return out
+    def _feed(self, proposers, ck: Checkpoint | None) -> Feed:
+        gens = dict(ck.generations) if ck else {}
+        cursors = {}
+        for hw in dict.fromkeys(i.hardware for i in self.islands):
+            n = sum(1 for i in self.islands if i.hardware == hw)
+            # a checkpoint from before the rotation counted whole generations
+            cursors[hw] = gens.get(f"cursor@{hw}", gens.get("campaign", 0) * n)
+        return Feed(self.cfg, self.islands, proposers, self._view, cursors)
 
     # running -----------------------------------------------------------------------------------------------------
     def run(self) -> Progress:
-        from cluster.runtime import ensure_ray
-
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "logs").mkdir(exist_ok=True)
         handler = logging.FileHandler(self.out / "logs" / "campaign.log")
@@ -186,18 +126,21 @@ class Campaign:
                         if state is not None:
                             p.set_state(state)
             rng = restore_rng(ck.rng_state) if ck and ck.rng_state else random.Random(self.cfg.campaign.seed)
-            generation = (ck.generations.get("campaign", 0) if ck else 0)
+            feed = self._feed(proposers, ck)
             elapsed0 = ck.elapsed_s if ck else 0.0
             self.pending = dict(to_dispatch_again(ck, population))
+            self.throughput = Throughput.from_table(population.table, elapsed0)
             if ck is not None:
                 log.info("resuming at generation %d with %d evaluations in the journal and %d to send again",
-                         generation, len(population), len(self.pending))
-            ray_handle = ensure_ray(self.address, temp_dir=_ray_temp_dir(self.out))
+                         feed.generation(), len(population), len(self.pending))
+            if not self.local:
+                from cluster.runtime import ensure_ray
+                ray_handle = ensure_ray(self.address, temp_dir=_ray_temp_dir(self.out))
             old_sigterm = _sigterm_as_interrupt()    # after ray.init, which installs its own; restored below
             dispatcher = self._dispatcher()
             for key, item in self.pending.items():
                 self._submit(dispatcher, key, item)
-            self._loop(population, proposers, dispatcher, rng, generation, elapsed0)
+            self._loop(population, proposers, dispatcher, rng, feed, elapsed0)
         finally:
             if old_sigterm is not None:
                 signal.signal(signal.SIGTERM, old_sigterm)
@@ -213,57 +156,93 @@ class Campaign:
     def _dispatcher(self):
         if self.dispatcher_factory is not None:
             return self.dispatcher_factory(self.cfg)
+        slots = {t.hardware: self.cfg.verify_slots(t.hardware) for t in self.cfg.targets}
+        if self.local:
+            from evaluators.pipeline import evaluate, precheck
+            from search.local_dispatch import LocalDispatcher
+            return LocalDispatcher({t.hardware: 1 for t in self.cfg.targets}, evaluate, precheck, slots=slots,
+                                   timeout_s=self.cfg.verify.timeout_s * 4, retries=2,
+                                   precheck_workers=default_cores())
         from cluster.dispatch import Dispatcher
         return Dispatcher([t.hardware for t in self.cfg.targets], "evaluators.pipeline:evaluate",
                           "evaluators.pipeline:precheck", timeout_s=self.cfg.verify.timeout_s * 4,
-                          retries=2, wait_s=max(t.wait_s for t in self.cfg.targets))
+                          retries=2, wait_s=max(t.wait_s for t in self.cfg.targets), verify_slots=slots)
 
-    def _loop(self, population, proposers, dispatcher, rng, generation, elapsed0) -> None:
+    def _ahead(self, dispatcher) -> dict[str, int]:
+        """How many evaluations to keep submitted per class: twice its slots, so that a freed slot never waits on
+        the proposers."""
+        have = dispatcher.capacity()
+        return {t.hardware: 2 * max(1, have.get(t.hardware, 0)) * self.cfg.verify_slots(t.hardware)
+                for t in self.cfg.targets}
+
+    def _top_up(self, population: Population, dispatcher, feed: Feed, rng: random.Random) -> int:
+        """Ask the proposers for work for every class whose queue ahead is short; returns how many were added."""
+        room = self.cfg.budget.max_evaluations - len(population) - len(self.pending)
+        waiting: dict[str, int] = {}
+        for item in self.pending.values():
+            waiting[item["island"]["hardware"]] = waiting.get(item["island"]["hardware"], 0) + 1
+        seen = set(self.pending)
+        new: list[tuple[Island, Candidate, int]] = []
+        for hw, ahead in self._ahead(dispatcher).items():
+            want = min(ahead - waiting.get(hw, 0), room - len(new))
+            if want > 0:
+                new += feed.next(population, hw, want, seen)
+        rng.shuffle(new)
+        for island, cand, generation in new[:max(0, room)]:
+            key = eval_key(island.problem_id, cand.id, island.hardware)
+            self.pending[key] = {"island": dataclasses.asdict(island), "candidate": cand.to_dict(),
+                                 "generation": generation}
+        return min(len(new), max(0, room))
+
+    def _loop(self, population, proposers, dispatcher, rng, feed: Feed, elapsed0) -> None:
         budget = self.cfg.budget
         started = time.monotonic()
         elapsed = lambda: elapsed0 + time.monotonic() - started  # noqa: E731
         p = self.progress
         p.done = len(population)
         self._refresh(population, p)
+        exhausted = False          # the last top-up found nothing new; cleared by every result
         while True:
             time_left = budget.max_minutes * 60 - elapsed()
             room = budget.max_evaluations - len(population) - len(self.pending)
-            gens_left = budget.max_generations is None or generation < budget.max_generations
-            if not self.pending and (time_left <= 0 or room <= 0 or not gens_left):
-                p.note = "budget reached"
-                break
-            if not self.pending:
-                proposals = self._proposals(population, proposers, generation)
-                if not proposals:
-                    p.note = "search exhausted: no proposer has anything new"
-                    break
-                rng.shuffle(proposals)
-                for island, cand in proposals[:room]:
-                    key = eval_key(island.problem_id, cand.id, island.hardware)
-                    self.pending[key] = {"island": dataclasses.asdict(island), "candidate": cand.to_dict(),
-                                         "generation": generation}
+            can_propose = time_left > 0 and room > 0 and any(feed.turns_left(hw) for hw in feed.rings)
+            if can_propose and not exhausted:
+                self._top_up(population, dispatcher, feed, rng)
+                exhausted = self._short(dispatcher)     # the proposers have no more for now
                 # the checkpoint names what is about to be sent before it is sent
-                self._checkpoint(proposers, rng, generation, elapsed())
+                self._checkpoint(proposers, rng, feed, elapsed())
                 sent = dispatcher.in_flight()
                 for key, item in self.pending.items():
                     if key not in sent:
                         self._submit(dispatcher, key, item)
-                generation += 1
-                p.generation = generation
+                p.generation = feed.generation()
+            if not self.pending:
+                p.note = "search exhausted: no proposer has anything new" if can_propose else "budget reached"
+                break
             for key, hw, result in dispatcher.poll(timeout=1.0):
                 self._record(population, proposers, key, result)
-                self._checkpoint(proposers, rng, generation, elapsed())
+                exhausted = False
+                self._checkpoint(proposers, rng, feed, elapsed())
                 p.done, p.in_flight, p.elapsed_s = len(population), len(self.pending), elapsed()
                 self._refresh(population, p)
                 p.eta_s = self._eta(p, time_left)
                 self.on_progress(p)
             if self.pending and budget.max_minutes * 60 - elapsed() <= 0:
-                self._withdraw_unstarted(dispatcher, proposers, rng, generation, elapsed())
+                self._withdraw_unstarted(dispatcher, proposers, rng, feed, elapsed())
             p.in_flight, p.elapsed_s = len(self.pending), elapsed()
+            p.throughput = self.throughput.summary(elapsed())
             self.on_progress(p)
-        self._checkpoint(proposers, rng, generation, elapsed())
+        p.throughput = self.throughput.summary(elapsed())
+        self._checkpoint(proposers, rng, feed, elapsed())
 
-    def _withdraw_unstarted(self, dispatcher, proposers, rng, generation: int, elapsed: float) -> None:
+    def _short(self, dispatcher) -> bool:
+        """Whether some class has fewer evaluations submitted than it should keep ahead."""
+        waiting: dict[str, int] = {}
+        for item in self.pending.values():
+            waiting[item["island"]["hardware"]] = waiting.get(item["island"]["hardware"], 0) + 1
+        return any(waiting.get(hw, 0) < n for hw, n in self._ahead(dispatcher).items())
+
+    def _withdraw_unstarted(self, dispatcher, proposers, rng, feed: Feed, elapsed: float) -> None:
         """The time budget is spent: what has not reached a device is not started (it is logged, and named in
         ``logs/not_started.jsonl``); what is running finishes and is recorded."""
         taken = dispatcher.withdraw()
@@ -278,7 +257,7 @@ class Campaign:
         log.info("time budget spent: %d queued evaluations not started (logs/not_started.jsonl); "
                  "%d running ones finish", len(taken), len(self.pending))
         self.progress.note = f"time budget spent: {len(taken)} queued not started"
-        self._checkpoint(proposers, rng, generation, elapsed)
+        self._checkpoint(proposers, rng, feed, elapsed)
 
     def _record(self, population: Population, proposers, key: str, result: EvalResult) -> None:
         item = self.pending.get(key)
@@ -290,8 +269,10 @@ class Campaign:
         node = str((result.provenance.get("cluster") or {}).get("node_id", ""))
         where = Placement(campaign=self.cfg.campaign.name, problem_path=island.problem_path,
                           generation=item["generation"], island=island.name, node_id=node, scale=island.scale)
-        population.append([row_from_result(result, cand, where)])   # the journal first, then the checkpoint
+        row = row_from_result(result, cand, where)
+        population.append([row])   # the journal first, then the checkpoint
         del self.pending[key]
+        self.throughput.add(row)
         log.info("%s %s %s", key, result.status.value, result.reason)
         for spec, proposer in proposers.get(island.hardware, ()):
             if spec.name == cand.proposer or cand.proposer.startswith(spec.kind):
@@ -342,9 +323,6 @@ def _sigterm_as_interrupt() -> Any:
 
 
 def _ray_temp_dir(out: Path) -> str:
-    # Ray's socket paths must stay short (about 100 bytes): a per-campaign folder under the system temp dir
-    import hashlib
-    tag = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:8]
-    path = Path(tempfile.gettempdir()) / f"kswarm-ray-{tag}"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
+    # Ray's socket paths must stay short: a per-campaign folder under the system temp dir, not inside the campaign
+    from cluster.tempdirs import short_temp_dir
+    return short_temp_dir(str(out.resolve()))

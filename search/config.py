@@ -90,6 +90,8 @@ class ProblemSpec:
 class TargetSpec:
     hardware: str
     wait_s: float = dataclasses.field(default=0.0, metadata={"min": 0.0})
+    # candidates verified at once on one device (timing stays exclusive); None: 1 on a CPU, 2 on a GPU
+    verify_slots: int | None = dataclasses.field(default=None, metadata=_positive())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +129,13 @@ class CampaignConfig:
     def problem_files(self) -> tuple[Path, ...]:
         """Every problem file once, in order of first appearance."""
         return tuple(dict.fromkeys(f for p in self.problems for f in p.files))
+
+    def verify_slots(self, hardware: str) -> int:
+        """Concurrent verify slots per device of ``hardware`` (one exclusive timing slot besides)."""
+        for t in self.targets:
+            if t.hardware == hardware and t.verify_slots is not None:
+                return t.verify_slots
+        return 1 if device_kind(hardware) == "cpu" else 2
 
     def bench_request(self, problem_path: str, source: str, hardware: str, scale: str, cache_dir: str | Path, *,
                       rounds: int) -> EvalRequest:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from evaluators.result import EvalResult, TimeStats
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2      # 2: the scheduler's columns (device_id ... stage_s); version-1 parts read with them null
 VERSION_KEY = b"kernelswarm.schema_version"
 
 _STR, _F64, _I32 = pa.string(), pa.float64(), pa.int32()
@@ -41,6 +41,9 @@ _FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("profile", _STR), ("compile_seconds", _F64), ("created_at", pa.timestamp("us", tz="UTC")),
     ("provenance", _STR), ("policy", _STR),
     ("eval_key", _STR),
+    # the scheduler's account of where the time went (version 2)
+    ("device_id", _STR), ("started_at", pa.timestamp("us", tz="UTC")), ("ended_at", pa.timestamp("us", tz="UTC")),
+    ("queue_s", _F64), ("precheck_s", _F64), ("stage_s", _STR),
 )
 _NOT_NULL = {"campaign", "problem_id", "candidate_id", "hardware", "status", "eval_key", "created_at"}
 
@@ -121,8 +124,23 @@ def row_from_result(result: EvalResult, candidate: CandidateLike, where: Placeme
         "provenance": json.dumps(result.provenance, sort_keys=True, default=str),
         "policy": json.dumps(result.policy, sort_keys=True, default=str),
         "eval_key": eval_key(problem_id, candidate.id, candidate.hardware),
+        **_schedule_columns(result),
     }
     return row
+
+
+def _schedule_columns(result: EvalResult) -> dict[str, Any]:
+    """The scheduler's stamp (``provenance["schedule"]``) and the evaluator's seconds per stage, as columns."""
+    sched = result.provenance.get("schedule") or {}
+
+    def at(name: str) -> dt.datetime | None:
+        v = sched.get(name)
+        return None if v is None else dt.datetime.fromtimestamp(float(v), dt.timezone.utc)
+
+    stages = getattr(result, "stage_s", None)
+    return {"device_id": sched.get("device_id"), "started_at": at("started_at"), "ended_at": at("ended_at"),
+            "queue_s": _float_or_none(sched.get("queue_s")), "precheck_s": _float_or_none(sched.get("precheck_s")),
+            "stage_s": json.dumps(dict(stages), sort_keys=True) if stages else None}
 
 
 def _float_or_none(x: Any) -> float | None:

@@ -7,6 +7,7 @@ from typing import Any
 from search.checkpoint import load_checkpoint
 from search.config import load_snapshot
 from search.population import Population
+from search.throughput import Throughput
 
 
 def campaign_status(directory: str | Path) -> dict[str, Any]:
@@ -16,6 +17,7 @@ def campaign_status(directory: str | Path) -> dict[str, Any]:
     cfg = load_snapshot(d)
     with Population.open(d) as pop:     # a reader: a running driver is not disturbed
         evaluations, statuses, best = len(pop), pop.status_counts(), pop.best().to_pylist()
+        table = pop.table
     ck = load_checkpoint(d)
     return {
         "campaign": cfg.campaign.name,
@@ -29,4 +31,5 @@ def campaign_status(directory: str | Path) -> dict[str, Any]:
         "in_flight": len(ck.in_flight) if ck else 0,
         "elapsed_s": ck.elapsed_s if ck else 0.0,
         "checkpoint_written_at": ck.written_at if ck else None,
+        "throughput": Throughput.from_table(table).summary(ck.elapsed_s if ck else 0.0),
     }

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.ray
 
 def test_two_class_campaign_places_every_evaluation_on_its_classs_node(two_nodes, tmp_path: Path) -> None:
     from tests.cluster.conftest import RAY_TMP, STORE_BYTES
-    node = two_nodes.cluster.add_node(num_cpus=0, num_gpus=1, resources={"hw:h200": 1},
+    # a CUDA evaluator takes the GPU and the one CPU that feeds it
+    node = two_nodes.cluster.add_node(num_cpus=1, num_gpus=1, resources={"hw:h200": 1},
                                       object_store_memory=STORE_BYTES, temp_dir=str(RAY_TMP))
     try:
         (tmp_path / "double.py").write_text("import torch\nclass Model(torch.nn.Module):\n    def forward(self, x):\n"
