@@ -15,6 +15,12 @@ from typing import Any
 import torch
 
 _LEN = struct.Struct("<Q")
+# What one frame may hold, whatever ``max_bytes`` a caller allows for tensor bytes. An honest header is a few KB
+# (a tensor's entry is about 60 bytes and two JSON containers). These bound what parsing a hostile header costs:
+# Python objects take many times their JSON text, containers most of all, and each blob is a tensor.
+MAX_HEADER_BYTES = 4 << 20
+MAX_BLOBS = 1 << 14
+MAX_CONTAINERS = 8 * MAX_BLOBS
 _DTYPES = {str(d): d for d in (
     torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.uint8, torch.int16,
     torch.int32, torch.int64, torch.bool, torch.complex64, torch.complex128)}
@@ -45,9 +51,12 @@ def pack(obj: Any, blobs: list[Any]) -> Any:
     raise TypeError(f"cannot send a {type(obj).__name__}")
 
 
-def unpack(obj: Any, blobs: list[torch.Tensor]) -> Any:
+def unpack(obj: Any, blobs: list[torch.Tensor], used: set[int] | None = None) -> Any:
+    """Rebuild what ``pack`` sent. Each blob backs one tensor at most: tensors that shared memory in the parent
+    would let one output be changed through another."""
+    used = set() if used is None else used
     if isinstance(obj, list):
-        return [unpack(x, blobs) for x in obj]
+        return [unpack(x, blobs, used) for x in obj]
     if isinstance(obj, dict):
         if "__t__" in obj:
             dtype = _DTYPES.get(obj["dtype"]) if isinstance(obj["dtype"], str) else None
@@ -59,6 +68,9 @@ def unpack(obj: Any, blobs: list[torch.Tensor]) -> Any:
             index = obj["__t__"]
             if type(index) is not int or not 0 <= index < len(blobs):
                 raise WireError("tensor refers to a blob that is not in the frame")
+            if index in used:
+                raise WireError("two tensors of the frame refer to the same blob")
+            used.add(index)
             flat = blobs[index]
             n = 1
             for s in shape:
@@ -67,9 +79,9 @@ def unpack(obj: Any, blobs: list[torch.Tensor]) -> Any:
                 raise WireError("tensor byte count does not match its shape and dtype")
             return flat.view(dtype).reshape(shape)
         if "__tuple__" in obj:
-            return tuple(unpack(x, blobs) for x in obj["__tuple__"])
+            return tuple(unpack(x, blobs, used) for x in obj["__tuple__"])
         if "__dict__" in obj:
-            return {k: unpack(v, blobs) for k, v in obj["__dict__"]}
+            return {k: unpack(v, blobs, used) for k, v in obj["__dict__"]}
         raise WireError("unknown object in frame")
     return obj
 
@@ -114,22 +126,36 @@ def recv(fd: int, max_bytes: int = 1 << 36, deadline: float | None = None) -> tu
     """Read one frame. ``max_bytes`` bounds what an untrusted peer can make us allocate; ``deadline`` is a
     ``time.monotonic()`` value after which WireTimeout is raised."""
     (hlen,) = _LEN.unpack(_read_exact(fd, _LEN.size, deadline))
-    if hlen > 64 << 20:
-        raise WireError("frame header too large")
+    if hlen > MAX_HEADER_BYTES:
+        raise WireError(f"frame header of {hlen} bytes, over the limit of {MAX_HEADER_BYTES}")
+    text = _read_exact(fd, hlen, deadline)
+    if text.count(b"[") + text.count(b"{") > MAX_CONTAINERS:
+        raise WireError(f"frame header with more than {MAX_CONTAINERS} lists and objects")
     try:
-        header = json.loads(_read_exact(fd, hlen, deadline))
-        sizes = [int(s) for s in header["sizes"]]
+        header = json.loads(text)
+        raw_sizes = header["sizes"]
+        if not isinstance(raw_sizes, list) or len(raw_sizes) > MAX_BLOBS:
+            raise ValueError(f"sizes must be a list of at most {MAX_BLOBS} blob sizes")
+        sizes = [int(s) for s in raw_sizes]
         kind = str(header["kind"])
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise WireError(f"malformed frame header: {e}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as e:
+        raise WireError(f"malformed frame header: {type(e).__name__}: {str(e)[:200]}") from None
     if sum(sizes) > max_bytes or any(s < 0 for s in sizes):
         raise WireError("frame larger than allowed")
     # each blob is read straight into the tensor that will hold it: no intermediate copies
-    blobs = [_read_exact(fd, s, deadline, into=torch.empty(s, dtype=torch.uint8)) for s in sizes]
+    blobs = [_read_exact(fd, s, deadline, into=_blob(s)) for s in sizes]
     try:
         return kind, unpack(header["payload"], blobs)
     except WireError:
         raise
-    except (IndexError, KeyError, ValueError, TypeError, RuntimeError, OverflowError, AttributeError) as e:
+    except (IndexError, KeyError, ValueError, TypeError, RuntimeError, OverflowError, AttributeError,
+            RecursionError) as e:
         # whatever a hostile peer puts in a frame ends as a protocol error, never as an exception of ours
         raise WireError(f"malformed frame payload: {type(e).__name__}") from None
+
+
+def _blob(size: int) -> torch.Tensor:
+    try:
+        return torch.empty(size, dtype=torch.uint8)
+    except (RuntimeError, MemoryError):   # within max_bytes, and still more than this host can give
+        raise WireError(f"cannot allocate a blob of {size} bytes for the frame") from None
