@@ -323,6 +323,23 @@ def add(directory: Path = typer.Argument(..., help="a campaign directory, runnin
     out.print(f"added {dest}; the campaign picks it up in its next generation (or on kswarm resume)")
 
 
+@app.command()
+def guide(directory: Path = typer.Argument(..., help="a campaign directory, running or stopped"),
+          text: str = typer.Argument(..., help="what the LLM should try or avoid, in plain words"),
+          problem: Optional[str] = typer.Option(None, "--problem", help="for one problem only (default: all)")
+          ) -> None:
+    """Guidance for the next LLM prompts of a campaign (appended to DIR/guidance.jsonl)."""
+    from search.guide import GuideError, give_guidance
+    try:
+        entry = give_guidance(directory, text, problem)
+    except GuideError as e:
+        _fail(str(e))
+    if entry.get("warning"):
+        err.print(f"[yellow]warning:[/] {entry['warning']}")
+    out.print(f"guidance added to {directory / 'guidance.jsonl'}; the next LLM prompts"
+              + (f" for {problem}" if problem else "") + " carry it")
+
+
 @node_app.command("start")
 def node_start(head: bool = typer.Option(False, "--head", help="start a head node"),
                address: Optional[str] = typer.Option(None, "--address", help="join the cluster at ADDR"),

@@ -9,6 +9,7 @@ reason the fixer is told.
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 
 from evaluators.problem import BadInput, check_candidate_source
@@ -30,12 +31,41 @@ def _defines_model_new(source: str) -> bool:
     return True
 
 
+def _defined(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def _with_helpers(body: str, earlier: list[str]) -> str:
+    """``body``, preceded by the earlier blocks that define names it uses but does not define itself."""
+    tree = ast.parse(body)
+    missing = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    missing -= _defined(tree) | set(dir(builtins))
+    parts = []
+    for block in earlier:
+        try:
+            names = _defined(ast.parse(block))
+        except SyntaxError:
+            continue
+        if names & missing:
+            parts.append(block.strip())
+    joined = "\n\n".join([*parts, body.strip()]) + "\n"
+    return joined if parts and _defines_model_new(joined) else body.strip() + "\n"
+
+
 def extract_code(reply: str) -> str:
     """The ``ModelNew`` module in ``reply``; raises ``NoCode`` saying what was wrong."""
     blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(reply)]
-    for _, body in reversed(blocks):
-        if _defines_model_new(body):
-            return body.strip() + "\n"
+    for i in range(len(blocks) - 1, -1, -1):
+        if _defines_model_new(blocks[i][1]):
+            return _with_helpers(blocks[i][1], [b for t, b in blocks[:i] if t in _PY_TAGS])
     python = [body for tag, body in blocks if tag in _PY_TAGS]
     if len(python) > 1:
         joined = "\n\n".join(b.strip() for b in python) + "\n"

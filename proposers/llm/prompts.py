@@ -45,7 +45,7 @@ How every candidate is judged (only this verifier decides; these rules just save
 """
 
 IDEATOR_TASK = """\
-Task: ideas.
+Task: ideas (round {round}).
 Propose {n} distinct optimisation ideas for this problem on this hardware, most promising first, using the
 parents' results and profiles and the failures above. One idea per line, each line starting with "- " and naming
 the backend in brackets, e.g. "- [triton] fuse the three elementwise ops into one pass over the rows". Start the
@@ -135,8 +135,8 @@ def _history(parents: Sequence[Parent], failures: Sequence[Failed], guidance: Se
     return "\n".join(parts)
 
 
-def ideator_prompt(parents, failures, guidance, n: int) -> str:
-    return _history(parents, failures, guidance) + "\n\n" + IDEATOR_TASK.format(n=n)
+def ideator_prompt(parents, failures, guidance, n: int, round: int = 1) -> str:
+    return _history(parents, failures, guidance) + "\n\n" + IDEATOR_TASK.format(n=n, round=round)
 
 
 def coder_prompt(parents, failures, guidance, *, backend: str, idea: str, attempt: int) -> str:

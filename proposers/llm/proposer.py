@@ -13,6 +13,7 @@ cost, the idea, whether the idea came from guidance, and the fix round.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy
 import dataclasses
 import hashlib
 import logging
@@ -107,7 +108,7 @@ class LLMProposer(Proposer):
         if cached is not None:
             with self._lock:
                 self.replayed += 1
-            return cached, 0.0, True
+            return cached, cost_usd(cached, self.price), True   # what it cost when it was paid for
         why = self.budget_reached()
         if why:
             raise BudgetSpent(why)
@@ -195,8 +196,10 @@ class LLMProposer(Proposer):
                 "parent_ids": [p.candidate_id for p in parents[:1]]}
 
     def _ideate(self, view, parents, failures, guidance) -> list[dict[str, Any]]:
-        request = self._request(self._static(view), prompts.ideator_prompt(parents, failures, guidance,
-                                                                           self.ideas_per_call), "ideator")
+        key = f"ideations:{view.problem_id}"
+        self._attempts[key] = self._attempts.get(key, 0) + 1
+        request = self._request(self._static(view), prompts.ideator_prompt(
+            parents, failures, guidance, self.ideas_per_call, round=self._attempts[key]), "ideator")
         try:
             reply, _, _ = self._call(request)
         except (ChatError, BudgetSpent) as e:
@@ -220,15 +223,14 @@ class LLMProposer(Proposer):
         """One job: the task's request, then fixer rounds while the reply holds no usable module."""
         request = ChatRequest(**{**task["request"], "system": tuple(task["request"]["system"])})
         meta = dict(task["meta"], model=self.model, prompt_sha=request.key, input_tokens=0, output_tokens=0,
-                    cache_read_tokens=0, cache_write_tokens=0, cost_usd=0.0, replayed=True)
+                    cache_read_tokens=0, cache_write_tokens=0, cost_usd=0.0)
         round_ = meta["fix_round"]
         try:
             while True:
-                reply, cost, replayed = self._call(request)
+                reply, cost, _ = self._call(request)   # a replay carries the same figures: the same candidate id
                 for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
                     meta[k] += getattr(reply, k)
                 meta["cost_usd"] += cost
-                meta["replayed"] = meta["replayed"] and replayed
                 meta["model"] = reply.model
                 try:
                     return {"source": extract_code(reply.text), "meta": meta, "parent_ids": task["parent_ids"]}
@@ -305,13 +307,15 @@ class LLMProposer(Proposer):
         for pid, tasks in self._restored.items():
             in_flight.setdefault(pid, []).extend(tasks)
         t = self.ledger.totals()
-        return {"proposed": sorted(self._proposed), "sources": sorted(self._sources), "fixes": self._fixes,
-                "ideas": self._ideas, "attempts": self._attempts, "in_flight": in_flight,
-                "usage": {"requests": t.requests, "tokens": t.tokens, "cost_usd": t.cost_usd}}
+        return copy.deepcopy({"proposed": sorted(self._proposed), "sources": sorted(self._sources),
+                              "fixes": self._fixes, "ideas": self._ideas, "attempts": self._attempts,
+                              "in_flight": in_flight,
+                              "usage": {"requests": t.requests, "tokens": t.tokens, "cost_usd": t.cost_usd}})
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self._proposed = set(state.get("proposed", ()))
         self._sources = set(state.get("sources", ()))
+        state = copy.deepcopy(dict(state))
         self._fixes = {k: list(v) for k, v in state.get("fixes", {}).items()}
         self._ideas = {k: list(v) for k, v in state.get("ideas", {}).items()}
         self._attempts = dict(state.get("attempts", {}))

@@ -77,13 +77,13 @@ class Loopback:
                     "openai" if self.path.endswith("/chat/completions") else "")
                 with loop._lock:
                     fault = loop.faults.pop(0) if loop.faults else ""
-                    loop.attempts.append({"api": api, "fault": fault, "headers": dict(self.headers), "body": body})
+                    loop.attempts.append({"api": api, "fault": fault, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
                 if not api:
                     return self._send(404, {"error": "unknown path"})
                 if fault in ("429", "529", "500"):
                     kind = {"429": "rate_limit_error", "529": "overloaded_error", "500": "api_error"}[fault]
                     return self._send(int(fault), {"type": "error", "error": {"type": kind, "message": kind}},
-                                      {"retry-after-ms": "20"} if fault == "429" else {})
+                                      {"retry-after-ms": "20"})
                 if fault == "slow":
                     time.sleep(loop.slow_s)
                 try:
@@ -139,3 +139,34 @@ class Loopback:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": usage["input_tokens"], "completion_tokens": usage["output_tokens"],
                           "total_tokens": usage["input_tokens"] + usage["output_tokens"]}}
+
+
+# ---- scripted replies for leaky_relu (experiments/problems/level1/leaky_relu.py) -----------------------------------
+
+LEAKY_RELU = "experiments/problems/level1/leaky_relu.py"
+
+
+def leaky_module(body: str, header: str = "") -> str:
+    """A ModelNew for leaky_relu whose forward returns ``body``."""
+    return ("import torch\nimport torch.nn as nn\n" + header + "\n\nclass ModelNew(nn.Module):\n"
+            "    def __init__(self, negative_slope):\n        super().__init__()\n"
+            "        self.negative_slope = negative_slope\n\n"
+            f"    def forward(self, x):\n        return {body}\n")
+
+
+def fenced(source: str, prose: str = "Here is the module.") -> str:
+    return f"{prose}\n\n```python\n{source}```\n"
+
+
+IDEAS = "- [torch] compute it as torch.where(x > 0, x, x * slope)\n- [guidance] [torch] use torch.maximum(x, x * slope)\n"
+
+
+def proposer(lb: "Loopback", campaign_dir, provider: str = "anthropic", **options):
+    """An LLMProposer pointed at the loopback server, with the key in its environment (never in the test process's)."""
+    from proposers.llm import LLMProposer
+    env = {"ANTHROPIC_API_KEY": "sk-loopback", "ANTHROPIC_BASE_URL": lb.url}
+    if provider == "openai":
+        options.setdefault("base_url", lb.url + "/v1")
+    options.setdefault("timeout_s", 5.0)
+    options.setdefault("max_retries", 3)
+    return LLMProposer(provider=provider, campaign_dir=str(campaign_dir), env=env, **options)
