@@ -10,6 +10,8 @@ campaign tells them when their results arrive.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import pathlib
 import re
@@ -29,6 +31,7 @@ from proposers.templates import InvalidPoint, bindings, template_module
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "cmaes", "nsga2", "random")
+OWNER_ATTR = "kswarm_owner"
 OBJECTIVES = ("time", "speedup")
 
 
@@ -56,6 +59,10 @@ class OptunaProposer(Proposer):
         self._pending: dict[str, list[list[Any]]] = {}   # candidate id -> [[study name, hardware, trial number]]
         self._told: dict[str, list[Any] | None] = {}     # candidate id -> told values (None: failed)
         self._proposed: set[str] = set()
+        # Trials this configuration asked carry it as a user attribute, so that on resume it fails its own trials
+        # left RUNNING by a dead process and leaves another optuna proposer's (sharing the study) alone.
+        self.owner = hashlib.sha256(json.dumps([sampler, objective, seed, self.templates]).encode()).hexdigest()[:16]
+        self._released: set[str] = set()
 
     # ---- studies -----------------------------------------------------------------------------------------------
 
@@ -89,7 +96,27 @@ class OptunaProposer(Proposer):
             self._studies[study_name] = optuna.create_study(
                 study_name=study_name, storage=self._storage(hardware), sampler=self._sampler(study_name),
                 directions=directions, load_if_exists=True)
+            self._release_orphans(self._studies[study_name])
         return self._studies[study_name]
+
+    def _release_orphans(self, study: optuna.Study) -> None:
+        """Tell FAIL the RUNNING trials of this configuration that no pending candidate will ever tell: asked by a
+        process that died before the campaign's checkpoint recorded them. Constant-liar TPE would otherwise count
+        them as pending forever. Runs once per study, when it is first opened (after ``set_state`` on a resume);
+        the driver asks and tells in one thread, so no trial of this process is between ask and record here."""
+        if study.study_name in self._released:
+            return
+        self._released.add(study.study_name)
+        pending = {r[2] for refs in self._pending.values() for r in refs if r[0] == study.study_name}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number in pending or t.user_attrs.get(OWNER_ATTR, self.owner) != self.owner:
+                continue
+            try:
+                study.tell(t.number, state=TrialState.FAIL)
+                log.info("optuna: %s trial %d was left running by a process that died; told FAIL",
+                         study.study_name, t.number)
+            except (ValueError, RuntimeError) as e:   # finished meanwhile
+                log.debug("orphan %s trial %d: %s", study.study_name, t.number, e)
 
     # ---- ask ---------------------------------------------------------------------------------------------------
 
@@ -129,6 +156,7 @@ class OptunaProposer(Proposer):
         dists = {k: CategoricalDistribution(list(v)) for k, v in space.items()}
         for _ in range(self.max_pruned_per_ask):
             trial = study.ask(dists)
+            trial.set_user_attr(OWNER_ATTR, self.owner)
             point = dict(trial.params)
             try:
                 source = mod.render(problem, binding, point, view.cache_dir)
@@ -189,9 +217,16 @@ class OptunaProposer(Proposer):
 
     def get_state(self) -> dict[str, Any]:
         return {"pending": {k: [list(r) for r in v] for k, v in sorted(self._pending.items())},
-                "told": dict(sorted(self._told.items())), "proposed": sorted(self._proposed)}
+                "told": dict(sorted(self._told.items())), "proposed": sorted(self._proposed),
+                "hardware": sorted(self._storages)}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self._pending = {k: [list(r) for r in v] for k, v in state.get("pending", {}).items()}
         self._told = {k: (None if v is None else list(v)) for k, v in state.get("told", {}).items()}
         self._proposed = set(state.get("proposed", ()))
+        # a resume: the studies this proposer had opened are opened now, which releases their orphaned trials
+        for hardware in state.get("hardware", ()):
+            storage = self._storage(hardware)
+            for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+                if summary.study_name.endswith(f"@{hardware}"):
+                    self.study(summary.study_name, hardware)
