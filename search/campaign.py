@@ -129,7 +129,7 @@ class Campaign:
             feed = self._feed(proposers, ck)
             elapsed0 = ck.elapsed_s if ck else 0.0
             self.pending = dict(to_dispatch_again(ck, population))
-            self.throughput = Throughput.from_table(population.table, elapsed0)
+            self.throughput = Throughput.from_table(population.table)
             if ck is not None:
                 log.info("resuming at generation %d with %d evaluations in the journal and %d to send again",
                          feed.generation(), len(population), len(self.pending))

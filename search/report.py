@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from search import atomic, plots, report_data, views
+from search.checkpoint import load_checkpoint
 from search.population import read_population
 
 PLOTS_DIR = "plots"
@@ -56,8 +57,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def build(table: pa.Table, out_dir: Path) -> tuple[list[Block], list[Path]]:
-    """The report's blocks, drawing its plots into ``out_dir/plots``."""
+def build(table: pa.Table, out_dir: Path, wall_s: float | None = None) -> tuple[list[Block], list[Path]]:
+    """The report's blocks, drawing its plots into ``out_dir/plots``; ``wall_s`` is the campaign's elapsed time
+    (for the throughput figures; None: the span of its evaluations)."""
     pdir = out_dir / PLOTS_DIR
     made: list[Path] = []
     blocks: list[Block] = []
@@ -96,6 +98,8 @@ def build(table: pa.Table, out_dir: Path) -> tuple[list[Block], list[Path]]:
                _table(views.recent_failures(table, 10), ["problem_id", "hardware", "status", "reason"],
                       ["problem", "hardware", "status", "reason"])]
 
+    blocks += _throughput_blocks(table, wall_s)
+
     blocks.append(Block("h2", "Pareto fronts"))
     blocks.append(Block("p", "Accepted candidates per problem, speedup against error; ringed points are on their "
                              "hardware class's front."))
@@ -105,6 +109,22 @@ def build(table: pa.Table, out_dir: Path) -> tuple[list[Block], list[Path]]:
                                          pdir / f"pareto__{_slug(pid)}.png"))
         blocks.append(Block("img", f"Pareto front of {pid}", src=_rel(made[-1])))
     return blocks, made
+
+
+def _throughput_blocks(table: pa.Table, wall_s: float | None) -> list[Block]:
+    summary, devices, stages = report_data.throughput(table, wall_s)
+    per_dev_h, busy = summary["evaluations_per_device_hour"], summary["busy_fraction"]
+    text = (f"{summary['evaluations']} evaluations in {summary['wall_s'] / 60:.1f} min of campaign time "
+            f"({summary['evaluations_per_hour']:.0f} per hour); {summary['device_evaluations']} reached a device")
+    if per_dev_h is not None:
+        text += f": {per_dev_h:.0f} per device-hour, devices busy {busy:.0%} of the time on average"
+    text += (". Busy: the union of the intervals a device ran candidate or baseline work. Stages: queue is the wait "
+             "for a device after the cheap checks, precheck the cheap checks on a CPU worker, device the whole time "
+             "on the device; the others are the evaluator's own stages.")
+    return [Block("h2", "Throughput"), Block("p", text),
+            _table(devices, ["device", "hardware", "evaluations", "busy_s", "busy_fraction", "per_hour"],
+                   ["device", "hardware", "evaluations", "busy s", "busy fraction", "evaluations per hour"]),
+            _table(stages, ["stage", "count", "total_s", "mean_s"], ["stage", "count", "total s", "mean s"])]
 
 
 def _rel(path: Path) -> str:
@@ -167,7 +187,8 @@ def report(campaign_dir: str | Path, out_dir: str | Path | None = None, *,
     out = Path(out_dir) if out_dir is not None else Path(campaign_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     table = read_population(campaign_dir)
-    blocks, made = build(table, out)
+    ck = load_checkpoint(campaign_dir)
+    blocks, made = build(table, out, wall_s=ck.elapsed_s if ck is not None else None)
     title = "kernelswarm report: " + (", ".join(sorted(set(table.column("campaign").to_pylist()))) or
                                       Path(campaign_dir).name)
     md, page = out / "report.md", out / "report.html"

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from search import pareto, views
+from search.throughput import Throughput
 
 NO_LEVEL = "other"
 
@@ -103,3 +104,28 @@ def pareto_points(table: pa.Table, problem_id: str) -> pa.Table:
     return pa.concat_tables(parts) if parts else pa.table(
         {"hardware": pa.array([], pa.string()), "speedup": pa.array([], pa.float64()),
          "error": pa.array([], pa.float64()), "on_front": pa.array([], pa.bool_())})
+
+
+def throughput(table: pa.Table, wall_s: float | None) -> tuple[dict, pa.Table, pa.Table]:
+    """The campaign's throughput summary (see ``search.throughput``), its devices and its stages as tables.
+    ``wall_s`` is the campaign's elapsed time; None takes the span from the first start to the last end."""
+    tp = Throughput.from_table(table)
+    if wall_s is None:
+        spans = [s for spans in tp.spans.values() for s in spans]
+        wall_s = (max(s.end for s in spans) - min(s.start for s in spans)) if spans else 0.0
+    summary = tp.summary(wall_s)
+    devices = summary["devices"]
+    dev = pa.table({"device": list(devices), "hardware": [d["hardware"] for d in devices.values()],
+                    "evaluations": [d["evaluations"] for d in devices.values()],
+                    "busy_s": [d["busy_s"] for d in devices.values()],
+                    "busy_fraction": [d["busy_fraction"] for d in devices.values()],
+                    "per_hour": [d["evaluations_per_hour"] for d in devices.values()]},
+                   schema=pa.schema([("device", pa.string()), ("hardware", pa.string()), ("evaluations", pa.int64()),
+                                     ("busy_s", pa.float64()), ("busy_fraction", pa.float64()),
+                                     ("per_hour", pa.float64())]))
+    stages = summary["stages"]
+    st = pa.table({"stage": list(stages), "count": [v["count"] for v in stages.values()],
+                   "total_s": [v["total_s"] for v in stages.values()], "mean_s": [v["mean_s"] for v in stages.values()]},
+                  schema=pa.schema([("stage", pa.string()), ("count", pa.int64()), ("total_s", pa.float64()),
+                                    ("mean_s", pa.float64())]))
+    return summary, dev, st

@@ -60,7 +60,7 @@ class Throughput:
         self.stage_n: dict[str, int] = defaultdict(int)
 
     @classmethod
-    def from_table(cls, table: pa.Table, wall_s: float = 0.0) -> "Throughput":
+    def from_table(cls, table: pa.Table) -> "Throughput":
         out = cls()
         names = set(table.column_names)
         cols = [c for c in ("device_id", "hardware", "started_at", "ended_at", "queue_s", "precheck_s", "stage_s")
