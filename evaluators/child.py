@@ -310,8 +310,14 @@ def _h_audit(state, msg, *, torch, inp, timers, integrity):
     }
 
 
+def _h_profile(state, msg, *, torch, inp, timers, integrity):
+    # served after the judged calls and the audit: the profiler is no part of what is judged
+    from evaluators.profiling import child_profile
+    return "profile", child_profile(state, msg, torch=torch, inp=inp)
+
+
 _HANDLERS = {"ping": _h_ping, "init": _h_init, "check": _h_check, "prepare": _h_prepare, "go": _h_go, "fetch": _h_fetch,
-             "audit": _h_audit}
+             "audit": _h_audit, "profile": _h_profile}
 _HARNESS_MODULES = ("evaluators.timers", "evaluators.wire", "evaluators.inputs", "evaluators.integrity",
                     "evaluators.child", "__main__")
 

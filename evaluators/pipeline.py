@@ -28,6 +28,7 @@ from evaluators.machines import cpu_model_name, hardware_class, machine_model, n
 from evaluators.policy import EvalRequest
 from evaluators.problem import check_candidate_source
 from evaluators.profile import problem_cost
+from evaluators.profiling import with_profile
 from evaluators.result import EvalResult, Status, TimeStats
 from evaluators.sandbox import Child, ChildFailed, SandboxLimits
 from evaluators.stats import speedup as speedup_ci
@@ -193,7 +194,7 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                         provenance=provenance(req.device, device_name), **_errors(checks), **base)
     if req.mode == "verify":
         return result
-    return _with_timing(req, ref, result, run.samples_ns, timed)
+    return with_profile(_with_timing(req, ref, result, run.samples_ns, timed), req, ref, limits, cache_dir)
 
 
 def _errors(checks: CheckLog) -> dict[str, Any]:

@@ -96,17 +96,23 @@ def profile_text(profile: Mapping[str, Any] | None) -> str:
     if not profile:
         return "  (no profile)"
     lines = []
-    ai = profile.get("arithmetic_intensity")
+    line = profile.get("roofline") or {}        # evaluators.profiling on the machine model, else the check's figures
+    ai = line.get("arithmetic_intensity", profile.get("arithmetic_intensity"))
     if profile.get("flops") is not None:
         lines.append(f"  FLOPs {profile['flops']:.3g}, minimal bytes {profile.get('bytes', 0):.3g}"
-                     + (f", intensity {ai:.2f} FLOP/byte" if ai is not None else ""))
-    frac = profile.get("roofline_fraction")
+                     + (f", intensity {ai:.2f} FLOP/byte" if ai is not None else "")
+                     + (f" (ridge {line['ridge_flops_per_byte']:.1f})" if line.get("ridge_flops_per_byte") else ""))
+    frac = line.get("fraction_of_floor", profile.get("roofline_fraction"))
     if frac is not None:
-        bound = profile.get("bound", "")
-        lines.append(f"  reaches {frac:.1%} of its roofline floor ({profile.get('floor_ms', 0):.4g} ms"
-                     + (f", {bound}-bound" if bound else "") + ")")
+        bound = line.get("bound") or profile.get("bound") or profile.get("floor_bound", "")
+        lines.append(f"  reaches {frac:.1%} of its roofline floor ({line.get('floor_ms', profile.get('floor_ms', 0)):.4g}"
+                     " ms" + (f", {bound}-bound" if bound else "") + ")")
     if profile.get("launches") is not None:
-        lines.append(f"  kernel launches per call: {profile['launches']}")
+        lines.append(f"  kernel launches (ops on a CPU) per call: {profile['launches']:g}")
+    if profile.get("allocated_bytes"):
+        lines.append(f"  bytes allocated per call: {profile['allocated_bytes']:.3g}")
+    if profile.get("profile_error"):
+        lines.append(f"  no profile: {profile['profile_error']}")
     for op in (profile.get("top_ops") or [])[:5]:
         lines.append(f"  {op.get('name', '?')}: {op.get('self_device_ms', 0):.4g} ms self, {op.get('calls', 0)} calls")
     for k, v in sorted((profile.get("ncu") or {}).items()):

@@ -1,0 +1,100 @@
+"""Profiles of accepted evaluations: where a candidate's time goes and where it stands on its roofline.
+
+``with_profile`` runs the accepted candidate once more in a sandboxed child of its own, under ``torch.profiler``
+(``child_profile`` is the child's side of the ``profile`` request, served after the judged calls and the audit, so
+the profiler is no part of what is judged). The summary (top kernels or ops by self device time, launches and bytes
+allocated per call) joins the result's profile with the roofline of the hardware class's machine model
+(``machine_specs``): arithmetic intensity, the compute and memory floors, and the fraction of the floor reached.
+A profile informs the people and the LLM proposers; it never changes a verdict, and when it cannot be taken the
+result keeps its verdict with ``profile_error`` saying why.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from evaluators.machine_specs import machine_spec
+
+log = logging.getLogger(__name__)
+PROFILE_CALLS = 5
+TOP_OPS = 8
+
+
+def child_profile(state: dict, msg: dict, *, torch, inp) -> dict[str, Any]:
+    """In the child: the built model called ``calls`` times on fresh inputs under torch.profiler; per call figures."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, device = state["model"], state["device"]
+    kind = device.split(":")[0]
+    inputs = inp.make_inputs(state["problem"], int(msg["seed"]), device)
+    calls = max(1, int(msg.get("calls", PROFILE_CALLS)))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if kind == "cuda" else [])
+    with torch.no_grad(), profile(activities=activities, profile_memory=True) as prof:
+        for _ in range(calls):
+            model(*inputs)
+        if kind == "cuda":
+            torch.cuda.synchronize()
+    rows, launches, allocated = [], 0, 0
+    for e in prof.key_averages():
+        on_device = kind == "cuda" and str(getattr(e, "device_type", "")).endswith("CUDA")
+        self_us = (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)) \
+            if on_device else (e.self_cpu_time_total if kind != "cuda" else 0)
+        if on_device:
+            launches += e.count
+        elif kind != "cuda" and e.key.startswith("aten::") and e.self_cpu_time_total > 0:
+            launches += e.count
+        allocated += max(0, int(getattr(e, "self_device_memory_usage", 0) or 0) if kind == "cuda"
+                         else int(getattr(e, "self_cpu_memory_usage", 0) or 0))
+        if self_us > 0:
+            rows.append({"name": e.key[:120], "self_device_ms": self_us / 1e3 / calls, "calls": e.count / calls})
+    rows.sort(key=lambda r: -r["self_device_ms"])
+    return {"top_ops": rows[:TOP_OPS], "launches": launches / calls, "allocated_bytes": allocated / calls,
+            "device_ms": sum(r["self_device_ms"] for r in rows), "profiled_calls": calls,
+            "profiler": "torch.profiler (" + ("CUDA kernels" if kind == "cuda" else "CPU ops") + ")"}
+
+
+def roofline(profile: dict[str, Any], median_ms: float, *, cores: int = 1, device_name: str = "") -> dict[str, Any]:
+    """Arithmetic intensity, the compute and memory floors on the class's machine model, and the fraction of the
+    floor the measured time reaches; {} where the class has no model or the problem has no cost."""
+    spec = machine_spec(str(profile.get("hardware", "")), cores=cores, device_name=device_name)
+    flops, nbytes = float(profile.get("flops") or 0.0), float(profile.get("bytes") or 0.0)
+    if spec is None or not (flops or nbytes) or not median_ms:
+        return {}
+    dtype = str(profile.get("flops_dtype") or "float32")
+    floors = spec.floor_seconds(flops, nbytes, dtype)
+    floor_ms = floors["floor_s"] * 1e3
+    return {"machine": spec.name, "arithmetic_intensity": flops / nbytes if nbytes else None,
+            "ridge_flops_per_byte": spec.ridge_flops_per_byte(dtype),
+            "compute_floor_ms": floors["compute_s"] * 1e3, "memory_floor_ms": floors["memory_s"] * 1e3,
+            "floor_ms": floor_ms, "bound": "compute" if floors["compute_s"] > floors["memory_s"] else "memory",
+            "fraction_of_floor": floor_ms / median_ms}
+
+
+def with_profile(result, req, ref, limits, cache_dir) -> Any:
+    """``result`` with the candidate's profile and roofline added to ``result.profile`` when it was accepted in a
+    bench; any other result is returned as it is."""
+    if not result.status.accepted or req.mode != "bench" or result.candidate is None:
+        return result
+    from pathlib import Path
+
+    from evaluators.judge import Rejected, init_child
+    from evaluators.sandbox import Child, ChildFailed
+
+    extra: dict[str, Any]
+    try:
+        with Child(limits, Path(cache_dir), label="profile") as child:
+            path = child.scratch / "candidate.py"
+            path.write_text(req.candidate_source)
+            init_child(child, "candidate", ref, candidate_path=path, warmup=1)
+            kind, reply = child.request("profile", {"seed": ref.seed + 7, "calls": PROFILE_CALLS})
+        extra = reply if kind == "profile" else {"profile_error": str((reply or {}).get("message", kind))[:300]}
+    except (Rejected, ChildFailed) as e:
+        extra = {"profile_error": e.reason[:300]}
+    except OSError as e:
+        extra = {"profile_error": f"{type(e).__name__}: {e}"[:300]}
+    if "profile_error" in extra:
+        log.info("no profile for this candidate: %s", extra["profile_error"])
+    line = roofline({**result.profile, **extra}, result.candidate.median_ms,
+                    cores=int(result.provenance.get("threads") or 1), device_name=result.device_name)
+    return dataclasses.replace(result, profile={**result.profile, **extra, "roofline": line})
