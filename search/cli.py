@@ -165,7 +165,7 @@ def _load_campaign(path: Path, out_dir: Optional[Path]):
         _fail(" ".join(str(e).split()))
 
 
-def _live_run(cfg, out_dir: Path, address: Optional[str]) -> None:
+def _live_run(cfg, out_dir: Path, address: Optional[str], local: bool = False) -> None:
     import os
     from rich.live import Live
 
@@ -184,7 +184,7 @@ def _live_run(cfg, out_dir: Path, address: Optional[str]) -> None:
 
     try:
         with live:
-            progress = Campaign(cfg, out_dir, address=address, on_progress=show).run()
+            progress = Campaign(cfg, out_dir, address=address, on_progress=show, local=local).run()
             show(progress)
     except HardwareUnavailable as e:
         _fail(" ".join(str(e).split()))
@@ -207,15 +207,31 @@ def _progress_table(name: str, p) -> Table:
     t.add_column("best speedup", justify="right")
     for (prob, hw), sp in sorted(p.best.items()):
         t.add_row(prob, hw, f"{sp:.2f}x")
-    if p.statuses:
-        t.caption = "  ".join(f"{k}: {v}" for k, v in sorted(p.statuses.items()))
+    caption = "  ".join(f"{k}: {v}" for k, v in sorted(p.statuses.items()))
+    if p.throughput:
+        caption += ("\n" if caption else "") + _throughput_line(p.throughput)
+    t.caption = caption or None
     return t
+
+
+def _throughput_line(tp: dict) -> str:
+    """Evaluations per device-hour, busy fraction per device and mean seconds per stage, on one line."""
+    parts = [f"{tp['evaluations_per_hour']:.0f} eval/h"]
+    if tp.get("evaluations_per_device_hour") is not None:
+        parts.append(f"{tp['evaluations_per_device_hour']:.0f} per device-hour")
+        parts.append("busy " + ", ".join(f"{d} {v['busy_fraction']:.0%}" for d, v in tp["devices"].items()))
+    stages = tp.get("stages") or {}
+    if stages:
+        parts.append("mean s: " + " ".join(f"{k} {v['mean_s']:.2g}" for k, v in stages.items()))
+    return "; ".join(parts)
 
 
 @app.command()
 def run(campaign: Path = typer.Argument(..., help="campaign TOML file"),
         out_dir: Optional[Path] = typer.Option(None, "--out", help="campaign directory (default: the file's out)"),
-        address: Optional[str] = typer.Option(None, "--address", help="Ray address; a local Ray when omitted")) -> None:
+        address: Optional[str] = typer.Option(None, "--address", help="Ray address; a local Ray when omitted"),
+        local: bool = typer.Option(False, "--local", help="no Ray: evaluate in this process, one device per target")
+        ) -> None:
     """Run a campaign; leaves a population, an export and a report in its directory."""
     cfg = _load_campaign(campaign, out_dir)
     from search.config import SNAPSHOT_JSON, ConfigError, forget_unstarted, write_snapshot
@@ -225,7 +241,7 @@ def run(campaign: Path = typer.Argument(..., help="campaign TOML file"),
     except (ConfigError, OSError) as e:
         _fail(" ".join(str(e).split()))
     try:
-        _live_run(cfg, cfg.campaign.out, address)
+        _live_run(cfg, cfg.campaign.out, address, local)
     except BaseException as e:
         # a start that fails before its first evaluation (no node of a target class, Ctrl-C during start-up)
         # takes its snapshot back, so that the folder is not taken later for a different campaign to resume
@@ -236,7 +252,8 @@ def run(campaign: Path = typer.Argument(..., help="campaign TOML file"),
 
 @app.command()
 def resume(directory: Path = typer.Argument(..., help="a campaign directory"),
-           address: Optional[str] = typer.Option(None, "--address", help="Ray address; a local Ray when omitted")
+           address: Optional[str] = typer.Option(None, "--address", help="Ray address; a local Ray when omitted"),
+           local: bool = typer.Option(False, "--local", help="no Ray: evaluate in this process, one device per target")
            ) -> None:
     """Carry on a campaign where it stopped: nothing evaluated is lost or done twice."""
     from search.config import ConfigError, load_snapshot
@@ -244,7 +261,7 @@ def resume(directory: Path = typer.Argument(..., help="a campaign directory"),
         cfg = load_snapshot(directory)
     except (ConfigError, OSError, ValueError) as e:
         _fail(f"{directory} is not a campaign directory ({' '.join(str(e).split())}); start one with kswarm run")
-    _live_run(cfg, Path(directory), address)
+    _live_run(cfg, Path(directory), address, local)
 
 
 @app.command()
@@ -266,6 +283,8 @@ def status(directory: Path = typer.Argument(..., help="a campaign directory"),
     for b in st["best"]:
         t.add_row(b["problem_id"], b["hardware"], f"{b['speedup']:.3f}x", b["candidate_id"])
     t.caption = "  ".join(f"{k}: {v}" for k, v in sorted(st["statuses"].items()))
+    if st["throughput"]["evaluations"]:
+        t.caption += "\n" + _throughput_line(st["throughput"])
     out.print(t)
 
 
@@ -273,13 +292,17 @@ def status(directory: Path = typer.Argument(..., help="a campaign directory"),
 def export_cmd(directory: Path = typer.Argument(..., help="a campaign directory"),
                out_dir: Path = typer.Option(..., "--out", help="where the modules and manifest go"),
                remeasure: bool = typer.Option(False, "--remeasure", help="re-verify and re-time in fresh processes "
-                                              "first; drop whatever no longer holds")) -> None:
+                                              "first; drop whatever no longer holds"),
+               min_speedup: float = typer.Option(1.0, "--min-speedup", help="export only kernels whose speedup's 95% "
+                                                 "interval lies above this (default 1.0)")) -> None:
     """Write the Pareto-best verified kernels as drop-in modules with a manifest."""
     from search.export import export
     from search.remeasure import remeasurer
     if not (directory / "population").is_dir():
         _fail(f"{directory} has no population; run a campaign there first (kswarm run)")
-    summary = export(directory, out_dir, remeasurer(directory) if remeasure else None)
+    if not min_speedup > 0:
+        _fail(f"--min-speedup must be above 0, got {min_speedup}")
+    summary = export(directory, out_dir, remeasurer(directory) if remeasure else None, min_speedup=min_speedup)
     out.print(f"{len(summary.modules)} modules written to {summary.out_dir}; manifest {summary.manifest_md}"
               + (f"; dropped {len(summary.dropped)}" if summary.dropped else ""))
 
