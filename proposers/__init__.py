@@ -13,6 +13,7 @@ _REGISTRY: dict[str, str] = {
     "rewrites": "proposers.rewrites:RewritesProposer",
     "optuna": "proposers.optuna_tuner:OptunaProposer",
     "files": "proposers.files:FilesProposer",
+    "fusion": "proposers.fusion.proposer:FusionProposer",
     "llm": "proposers.llm:LLMProposer",
 }
 

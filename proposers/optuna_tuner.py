@@ -19,14 +19,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from proposers.base import Candidate, Proposer, ProblemView, device_kind
 from proposers.rewrites.problem import Problem, ProblemError
-from proposers.templates import InvalidPoint, bindings, template_module
+from proposers.templates import IntRange, InvalidPoint, Pow2, as_dim, bindings, template_module
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,33 @@ OBJECTIVES = ("time", "speedup")
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def distributions(space: Mapping[str, Any]) -> dict[str, BaseDistribution]:
+    """Optuna distributions of a template space: ordered dimensions become integer distributions (a power of two
+    its exponent, named ``log2_<name>``), so that TPE and CMA-ES model their order; ``Choice`` is categorical."""
+    out: dict[str, BaseDistribution] = {}
+    for name, d in space.items():
+        d = as_dim(d)
+        if isinstance(d, Pow2):
+            lo, hi = d.exponents
+            out[f"log2_{name}"] = IntDistribution(lo, hi)
+        elif isinstance(d, IntRange):
+            out[name] = IntDistribution(d.low, d.high, log=d.log, step=d.step)
+        else:
+            out[name] = CategoricalDistribution(list(d.options))
+    return out
+
+
+def point_of(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The template point of a trial's parameters (exponents back to powers of two)."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if k.startswith("log2_"):
+            out[k[5:]] = 2 ** int(v)
+        else:
+            out[k] = v
+    return out
 
 
 class OptunaProposer(Proposer):
@@ -81,7 +108,7 @@ class OptunaProposer(Proposer):
         if self.sampler_name == "tpe":
             return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
         if self.sampler_name == "cmaes":
-            # categorical parameters fall back to the independent (random) sampler inside CMA-ES
+            # ordered dimensions are modelled jointly; categorical ones fall back to the independent sampler
             return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
         if self.sampler_name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
@@ -153,11 +180,11 @@ class OptunaProposer(Proposer):
         study_name = f"{family}@{view.hardware}"
         study = self.study(study_name, view.hardware)
         space = mod.space(binding, max(1, int(view.cores)))
-        dists = {k: CategoricalDistribution(list(v)) for k, v in space.items()}
+        dists = distributions(space)
         for _ in range(self.max_pruned_per_ask):
             trial = study.ask(dists)
             trial.set_user_attr(OWNER_ATTR, self.owner)
-            point = dict(trial.params)
+            point = point_of(trial.params)
             try:
                 source = mod.render(problem, binding, point, view.cache_dir)
             except InvalidPoint as e:

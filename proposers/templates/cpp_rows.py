@@ -10,7 +10,7 @@ import hashlib
 from typing import Any
 
 from proposers.rewrites.problem import Problem, Traced
-from proposers.templates import InvalidPoint, rows
+from proposers.templates import Choice, IntRange, InvalidPoint, Pow2, rows
 
 FAMILY = "cpp_rows"
 BACKEND = "cpp"
@@ -21,13 +21,12 @@ def bind(traced: Traced) -> dict[str, Any] | None:
     return rows.bind(traced)
 
 
-def space(binding: dict[str, Any], cores: int) -> dict[str, list[Any]]:
-    threads = sorted({1, max(1, cores // 2), max(1, cores)})
+def space(binding: dict[str, Any], cores: int) -> dict[str, Any]:
     return {
-        "threads": threads,
-        "rows_per_task": [1, 2, 4, 8, 16],
-        "simdlen": [4, 8, 16],
-        "two_pass_exp": [False, True],   # softmax: store exp in the first pass (True) or recompute it
+        "threads": IntRange(1, max(1, cores), log=True),
+        "rows_per_task": Pow2(1, 16),
+        "simdlen": Pow2(4, 16),
+        "two_pass_exp": Choice((False, True)),   # softmax: store exp in the first pass (True) or recompute it
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from proposers.rewrites.problem import Problem, Traced
-from proposers.templates import InvalidPoint, rows
+from proposers.templates import IntRange, InvalidPoint, Pow2, rows
 
 FAMILY = "triton_rows"
 BACKEND = "triton"
@@ -20,8 +20,8 @@ def bind(traced: Traced) -> dict[str, Any] | None:
     return rows.bind(traced)
 
 
-def space(binding: dict[str, Any], cores: int) -> dict[str, list[Any]]:
-    return {"BLOCK": [256, 512, 1024, 2048, 4096, 8192], "num_warps": [2, 4, 8, 16], "num_stages": [1, 2, 3]}
+def space(binding: dict[str, Any], cores: int) -> dict[str, Any]:
+    return {"BLOCK": Pow2(256, 8192), "num_warps": Pow2(2, 16), "num_stages": IntRange(1, 3)}
 
 
 _KERNELS = {
