@@ -1,11 +1,11 @@
 """Ray for kernelswarm: hardware classes as custom resources, evaluator actors pinned to them, and dispatch.
 
-- ``cluster.hardware``: detect devices and map them to classes (``h100``, ``h200``, ``m4``, ``cpu``, ...); no Ray.
+- ``cluster.hardware``: hardware classes as ``hw:<class>`` resources (the classes and probes: ``evaluators.hardware``).
 - ``cluster.node``: ``kswarm node start``, i.e. ``ray start`` with one ``hw:<class>`` unit per device; no Ray import.
 - ``cluster.runtime``: ``ensure_ray`` starts a local Ray or joins a cluster.
 - ``cluster.actors``: ``EvaluatorActor`` (one per device) and the cheap-check tasks, thin shells over functions.
 - ``cluster.pool``: the evaluator actors matched to the alive nodes' devices.
-- ``cluster.dispatch``: ``Dispatcher``, per-class queues, bounded in-flight work, retries, timeouts.
+- ``cluster.dispatch``: ``Dispatcher``, the Ray adapter of the scheduler in ``search.scheduler``.
 
 The names below are imported lazily, so that ``import cluster.hardware`` does not import Ray.
 """

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import os
 
-from cluster.hardware import apple_class, cuda_class, named_cuda_class, probe_cpu, run_tool
+from evaluators.hardware import apple_class, cuda_class, named_cuda_class, probe_cpu, run_tool
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from evaluators.hardware import device_kind  # noqa: F401  (the one rule; proposers import it from here)
 from evaluators.policy import candidate_hash
 
 if TYPE_CHECKING:
@@ -191,16 +192,6 @@ class StaticView:
 
     def failures(self, k: int = 20) -> Sequence[Failure]:
         return self.rejected[:k]
-
-
-def device_kind(hardware: str) -> str:
-    """The torch device type a hardware class runs on: ``cpu``, ``mps`` or ``cuda``."""
-    h = hardware.lower()
-    if h == "cpu" or h.startswith("cpu"):
-        return "cpu"
-    if h.startswith("m") and h[1:2].isdigit() or h == "mps":
-        return "mps"
-    return "cuda"
 
 
 class Proposer(abc.ABC):

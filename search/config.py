@@ -24,7 +24,7 @@ try:
 except ModuleNotFoundError:   # Python 3.10: the same parser, packaged as tomli
     import tomli as tomllib
 
-from cluster.hardware import device_kind
+from evaluators.hardware import device_kind
 from evaluators.policy import PROBES, EvalRequest, TimingPolicy, VerifyPolicy
 from evaluators.problem import BadInput, check_problem_source, read_source
 from proposers import proposer_kinds
@@ -257,7 +257,7 @@ _NONNEG, _POS, _POS_EXCL = {"min": 0}, {"min": 1}, {"min": 0.0, "exclusive": Tru
 _POLICY_BOUNDS: dict[type, dict[str, dict[str, Any]]] = {
     VerifyPolicy: {"trials": _POS, "probes": {"choices": PROBES}, "atol_fp32": _NONNEG, "rtol_fp32": _NONNEG,
                    "atol_half": _NONNEG, "rtol_half": _NONNEG, "timed_checks": _NONNEG, "timeout_s": _POS_EXCL,
-                   "compile_allowance_s": _POS_EXCL, "memory_multiple": {"min": 1.0},
+                   "compile_allowance_s": _POS_EXCL, "memory_multiple": {"min": 1.0}, "memory_floor_mb": _POS,
                    "memory_mb": _POS, "max_processes": _POS, "max_file_mb": {"min": 1, "max": 2**43}},
     TimingPolicy: {"warmup": _NONNEG, "min_samples": _POS, "max_samples": _POS, "ci_target": _POS_EXCL,
                    "time_cap_s": _POS_EXCL, "launch_overhead_us": _NONNEG, "rounds": _POS,

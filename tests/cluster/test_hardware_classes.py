@@ -76,3 +76,19 @@ def test_device_kind_of_a_class():
 def test_detection_on_this_machine_finds_a_cpu():
     devices = hw.detect_devices()
     assert devices[-1].hw_class == "cpu" and devices[-1].name
+
+
+def test_one_hardware_module_without_ray_serves_evaluators_and_proposers():
+    import subprocess
+    import sys
+
+    from evaluators import hardware as ev_hw
+    from proposers import base
+    assert base.device_kind is ev_hw.device_kind is hw.device_kind
+    assert hw.device_kind("mps") == "mps"
+    code = ("import sys, evaluators.pipeline, evaluators.machines, proposers.base, search.scheduler, "
+            "search.local_dispatch, search.campaign; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('cluster', 'ray')); "
+            "assert not bad, bad")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
