@@ -151,7 +151,7 @@ def main() -> int:
     ap.add_argument("--null-evals", type=int, default=1000)
     ap.add_argument("--sleep-s", type=float, default=0.2)
     ap.add_argument("--sleep-evals-per-worker", type=int, default=10)
-    ap.add_argument("--in-flight", type=int, default=1, help="max_in_flight_per_actor")
+    ap.add_argument("--in-flight", type=int, default=1, help="evaluations one actor runs at once (its verify slots)")
     ap.add_argument("--temp-dir", default=str(REPO / "tmp" / "ray"))
     ap.add_argument("--pinned", action="store_true",
                     help="instead: run the real pipeline on a few fixtures on every detected hardware class")

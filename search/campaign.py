@@ -206,15 +206,16 @@ class Campaign:
             time_left = budget.max_minutes * 60 - elapsed()
             room = budget.max_evaluations - len(population) - len(self.pending)
             can_propose = time_left > 0 and room > 0 and any(feed.turns_left(hw) for hw in feed.rings)
-            if can_propose and not exhausted:
-                self._top_up(population, dispatcher, feed, rng)
+            if can_propose and not exhausted and self._short(dispatcher):
+                added = self._top_up(population, dispatcher, feed, rng)
                 exhausted = self._short(dispatcher)     # the proposers have no more for now
-                # the checkpoint names what is about to be sent before it is sent
-                self._checkpoint(proposers, rng, feed, elapsed())
-                sent = dispatcher.in_flight()
-                for key, item in self.pending.items():
-                    if key not in sent:
-                        self._submit(dispatcher, key, item)
+                if added:
+                    # the checkpoint names what is about to be sent before it is sent
+                    self._checkpoint(proposers, rng, feed, elapsed())
+                    sent = dispatcher.in_flight()
+                    for key, item in self.pending.items():
+                        if key not in sent:
+                            self._submit(dispatcher, key, item)
                 p.generation = feed.generation()
             if not self.pending:
                 p.note = "search exhausted: no proposer has anything new" if can_propose else "budget reached"
