@@ -121,6 +121,8 @@ def main() -> None:
     from evaluators import inputs as inp
     from evaluators import integrity, timers, wire
 
+    _bring_up(torch, limits.get("device", "cpu"))
+
     state: dict = {"applied": applied}
     try:
         while True:
@@ -144,6 +146,16 @@ def main() -> None:
         pass
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def _bring_up(torch, device: str) -> None:
+    """The device context, made while the child waits for its first request (a warm spare): a failure here is
+    left for the subject's build to report."""
+    try:
+        if device.startswith(("cuda", "mps")):
+            torch.empty(1, device=device)
+    except Exception:
+        pass
 
 
 def _h_init(state, msg, *, torch, inp, timers, integrity):

@@ -22,6 +22,7 @@ from evaluators.policy import TimingPolicy, VerifyPolicy
 from evaluators.problem import ProblemInfo, load_problem_module
 from evaluators.result import Status
 from evaluators.sandbox import Child
+from evaluators.stats import sample_until
 
 log = logging.getLogger(__name__)
 POISON = (float("nan"), -7.77e30, 3.3e4, float("nan"), 1.0e-30)
@@ -62,6 +63,7 @@ class Reference:
     seed: int
     out_bytes: int
     in_bytes: int = 0
+    call_s: float = 0.0           # the first call's wall time here, inputs included: an upper bound of a call
     _model64: Any = None
 
     def error_budget(self, inputs: list[Any], outs: list[torch.Tensor]) -> list[torch.Tensor | None] | None:
@@ -108,12 +110,16 @@ def build_reference(problem_path: str, scale: str, device: str, seed: int) -> Re
     else:
         sd = {}
     ref = Reference(module, info, model, sd, device, seed, 0)
+    t0 = time.perf_counter()
     try:
         ins, outs = ref.run(seed + 1)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
     except Rejected:
         raise
     except Exception as e:
         raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to run: {type(e).__name__}: {e}")
+    ref.call_s = time.perf_counter() - t0
     ref.out_bytes, ref.in_bytes = inp.nbytes(outs), inp.nbytes(ins)
     return ref
 
@@ -209,62 +215,80 @@ def ping_overhead(child: Child, n: int = 30) -> float:
     return float(statistics.median(rts))
 
 
-def timed_loop(child: Child, ref: Reference, policy: VerifyPolicy, timing: TimingPolicy, rng: random.Random,
-               log_: CheckLog, *, n_calls: int | None = None, flush: bool = True,
-               check: bool = True) -> TimedRun:
-    """Time calls on fresh inputs until the CI target, the sample cap or the time cap (or exactly ``n_calls``).
+class TimedSubject:
+    """One subject's timed calls on fresh inputs, each a prepare (inputs, poison, flush) and a go (the timed call).
 
     After each call the parent decides, by its own coin, whether to fetch and check that call's output (call n is
-    checked with probability min(0.3, timed_checks / n)). The last call is always checked; the child cannot know
-    which call is the last."""
-    from evaluators.stats import summarize
+    checked with probability min(0.3, timed_checks / n)); ``finish`` checks the last call too, so the child cannot
+    know which call is unchecked. With ``check_every`` every call is checked; with ``check`` off (a baseline: the
+    reference itself) none is."""
 
-    samples: list[int] = []
-    host: list[int] = []
-    checks = 0
-    started = time.monotonic()
-    poison_k = 0
-    while True:
-        seed = rng.randrange(1 << 31)
-        kind, reply = child.request("prepare", {"seed": seed, "poison_bytes": 2 * ref.out_bytes,
-                                                "poison_value": POISON[poison_k % len(POISON)], "flush": flush,
-                                                "reuse": rng.random() < 0.5})
-        poison_k += 1
+    def __init__(self, child: Child, ref: Reference, policy: VerifyPolicy, rng: random.Random, log_: CheckLog, *,
+                 flush: bool, check: bool = True, check_every: bool = False):
+        self.child, self.ref, self.policy, self.rng, self.log = child, ref, policy, rng, log_
+        self.flush, self.check, self.check_every = flush, check, check_every
+        self.samples: list[int] = []
+        self.host: list[int] = []
+        self.checks = 0
+        self._calls = 0
+        self._last: int | None = None        # the seed of the last call while it is unchecked
+
+    def call(self) -> int:
+        """One timed call; its raw time in ns."""
+        seed = self.rng.randrange(1 << 31)
+        where = f"timed call {self._calls + 1}"
+        kind, reply = self.child.request("prepare", {
+            "seed": seed, "poison_bytes": 2 * self.ref.out_bytes, "poison_value": POISON[self._calls % len(POISON)],
+            "flush": self.flush, "reuse": self.rng.random() < 0.5})
+        self._calls += 1
         if kind == "error":
-            raise _rejection(reply, f"timed call {len(samples) + 1}: {reply.get('message', '')}")
+            raise _rejection(reply, f"{where}: {reply.get('message', '')}")
         t0 = time.perf_counter_ns()
-        kind, reply = child.request("go", {})
+        kind, reply = self.child.request("go", {})
         rt = time.perf_counter_ns() - t0
         if kind == "error":
-            raise _rejection(reply, f"timed call {len(samples) + 1}: {reply.get('message', '')}")
+            raise _rejection(reply, f"{where}: {reply.get('message', '')}")
         # the output snapshot after the timer stopped is the harness's work, not the call's
         rt -= max(0, min(int(reply.get("post_ns", 0)), rt // 2))
         ns = int(reply["ns"])
         if ns <= 0 or ns > rt:
-            raise Rejected(Status.TIMING_INCONSISTENT, f"timed call {len(samples) + 1}: the child reported "
-                           f"{ns / 1e6:.3f} ms but the host clock saw only {rt / 1e6:.3f} ms for the whole call")
-        samples.append(ns)
-        host.append(rt)
-        n = len(samples)
-        if n_calls is not None:
-            done = n >= n_calls
-        elif n < timing.min_samples:
-            done = False
-        elif n >= timing.max_samples or time.monotonic() - started > timing.time_cap_s:
-            done = True
-        else:
-            st = summarize(samples)
-            done = st.rel_half_width <= timing.ci_target
-        # about timed_checks * ln(n) checks in n calls, spread over the whole run, and always the last call;
-        # with n_calls fixed (verify mode, no timing reported) every call is checked
-        if check and (done or n_calls is not None or rng.random() < min(0.3, policy.timed_checks / n)):
-            checks += 1
-            ref_inputs, ref_out = ref.run(seed)
-            kind, reply = child.request("fetch", {})
-            judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, f"timed call {n} (checked at random)",
-                          Status.TIMED_MISMATCH)
-        if done:
-            return TimedRun(samples, host, checks)
+            raise Rejected(Status.TIMING_INCONSISTENT, f"{where}: the child reported {ns / 1e6:.3f} ms but the "
+                           f"host clock saw only {rt / 1e6:.3f} ms for the whole call")
+        self.samples.append(ns)
+        self.host.append(rt)
+        self._last = seed
+        # about timed_checks * ln(n) checks in n calls, spread over the whole run
+        if self.check and (self.check_every or self.rng.random() < min(0.3, self.policy.timed_checks / self._calls)):
+            self._check_last()
+        return ns
+
+    def _check_last(self) -> None:
+        seed, self._last = self._last, None
+        self.checks += 1
+        ref_inputs, ref_out = self.ref.run(seed)
+        kind, reply = self.child.request("fetch", {})
+        judge_outputs(kind, reply, ref_inputs, ref_out, self.ref, self.policy, self.log,
+                      f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH)
+
+    def finish(self) -> TimedRun:
+        """Check the last call if its coin left it unchecked; the run so far."""
+        if self.check and self._last is not None:
+            self._check_last()
+        return TimedRun(self.samples, self.host, self.checks)
+
+
+def timed_loop(child: Child, ref: Reference, policy: VerifyPolicy, timing: TimingPolicy, rng: random.Random,
+               log_: CheckLog, *, n_calls: int | None = None, flush: bool = True,
+               check: bool = True) -> TimedRun:
+    """Time calls on fresh inputs until the sampling rule stops (``stats.sample_until``: the CI target, the sample
+    cap or the time cap), or exactly ``n_calls`` calls, each of them checked."""
+    subject = TimedSubject(child, ref, policy, rng, log_, flush=flush, check=check, check_every=n_calls is not None)
+    if n_calls is not None:
+        for _ in range(n_calls):
+            subject.call()
+    else:
+        sample_until(subject.call, timing)
+    return subject.finish()
 
 
 def host_clock_consistent(run: TimedRun, ping_ns: float) -> str | None:

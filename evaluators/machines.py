@@ -23,8 +23,12 @@ class MachineModel:
     features: tuple[str, ...] = ()
 
     def floor_seconds(self, flops: float, bytes_moved: float, dtype: str = "float32") -> float:
-        """The roofline floor: no implementation can run faster than this."""
-        peak = self.peak_tflops.get(dtype, max(self.peak_tflops.values())) * 1e12
+        """The roofline floor: no implementation can run faster than this. A float32 problem may run on TF32
+        units where its tolerance allows, so its peak is the faster of the two."""
+        peak = self.peak_tflops.get(dtype, max(self.peak_tflops.values()))
+        if dtype == "float32":
+            peak = max(peak, self.peak_tflops.get("tf32", 0.0))
+        peak *= 1e12
         return max(flops / peak if peak else 0.0, bytes_moved / (self.mem_bandwidth_gbs * 1e9))
 
 

@@ -1,7 +1,11 @@
-"""One candidate, one device: static checks, sandboxed checks, timing against the baselines, roofline.
+"""One candidate, one device: static checks, sandboxed checks, paired timing against the baselines, roofline.
 
 ``evaluate`` never raises for a candidate's fault: every outcome is an ``EvalResult`` with one status. It raises
 ``BadInput`` only for files the user must fix (missing, unparsable, lacking Model/ModelNew/get_inputs).
+
+Stages: static checks; the reference built here (trusted); the candidate's child (a warm spare when one is ready)
+builds and is verified; then, holding the timing slot, the node's baseline record (measured once) names the faster
+baseline, which is timed again in its own clean child, paired with the candidate in alternating blocks.
 """
 from __future__ import annotations
 
@@ -20,19 +24,19 @@ from typing import Any, Iterator
 import torch
 
 from evaluators import __version__ as tool_version
-from evaluators import static_checks
-from evaluators.baseline import cached_baselines
-from evaluators.judge import (CheckLog, Rejected, audit, build_reference, host_clock_consistent, init_child,
-                              ping_overhead, timed_loop, timer_kind, verify_calls)
-from evaluators.machines import cpu_model_name, hardware_class, machine_model, nvidia_driver_version
-from evaluators.policy import EvalRequest
-from evaluators.problem import check_candidate_source
-from evaluators.profile import problem_cost
+from evaluators import integrity, limits as lim, static_checks
+from evaluators.baseline import BaselineRecord, baseline_dir, baselines, lookup
+from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit, build_reference,
+                              host_clock_consistent, init_child, ping_overhead, timed_loop, timer_kind, verify_calls)
+from evaluators.machines import cpu_model_name, nvidia_driver_version
+from evaluators.paired import PairedRun, paired_blocks
+from evaluators.policy import EvalRequest, VerifyPolicy
 from evaluators.profiling import with_profile
-from evaluators.result import EvalResult, Status, TimeStats
-from evaluators.sandbox import Child, ChildFailed, SandboxLimits
-from evaluators.stats import speedup as speedup_ci
-from evaluators.stats import summarize
+from evaluators.problem import check_candidate_source
+from evaluators.result import EvalResult, Status
+from evaluators.sandbox import ChildFailed, SandboxLimits
+from evaluators.timing_result import with_timing
+from evaluators.warm import POOL
 
 log = logging.getLogger(__name__)
 VERIFY_MODE_CALLS = 30
@@ -49,13 +53,6 @@ def provenance(device: str, device_name: str) -> dict[str, Any]:
         "device": device, "device_name": device_name, "threads": torch.get_num_threads(),
         "driver": nvidia_driver_version() if device.startswith("cuda") else None,
     }
-
-
-def _limits(req: EvalRequest) -> SandboxLimits:
-    v = req.verify
-    return SandboxLimits(timeout_s=v.timeout_s, memory_mb=v.memory_mb, max_processes=v.max_processes,
-                         max_file_mb=v.max_file_mb, extra_writable=tuple(v.extra_writable),
-                         confine_writes=v.confine_writes, device=req.device)
 
 
 # A source that names none of these runs unchanged on the CPU, so its correctness can be checked there first.
@@ -114,12 +111,49 @@ class StageClock:
 
 
 def evaluate(req: EvalRequest, *, timing_slot: AbstractContextManager | None = None) -> EvalResult:
-    """Evaluate one request. ``timing_slot``, when given, is held around the timing phase only (the candidate's
-    timed calls and the baselines), so that the verification of several candidates may overlap on one device while
+    """Evaluate one request. ``timing_slot``, when given, is held around the timing phase only (the baselines and
+    the candidate's timed calls), so that the verification of several candidates may overlap on one device while
     timing has it to itself. Every result carries ``stage_s``, the wall seconds of each stage it reached."""
     stages = StageClock()
-    result = _evaluate(req, stages, timing_slot if timing_slot is not None else contextlib.nullcontext())
+    if timing_slot is not None:
+        POOL.retain(True)   # an evaluator that shares a device between evaluations lives on: keep spares warm
+    try:
+        result = _evaluate(req, stages, timing_slot if timing_slot is not None else contextlib.nullcontext())
+    finally:
+        POOL.evaluation_done()
     return dataclasses.replace(result, stage_s=dict(stages.seconds))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """The limits of this evaluation's children, following the problem."""
+    candidate: SandboxLimits
+    baseline: SandboxLimits
+    call_s: float
+    record: BaselineRecord | None
+
+
+def _plan(req: EvalRequest, ref: Reference, device_name: str, bdir: Path) -> _Plan:
+    known = lookup(ref, device_name, req.timing, bdir)
+    call_s = max(ref.call_s, known.stats(known.fastest).median_ms / 1e3 if known and known.baselines else 0.0, 1e-3)
+    weights = sum(v.numel() * v.element_size() for v in ref.state_dict.values())
+    # the child holds the weights twice (received, and in its model); on a CPU also a few sets of inputs and outputs
+    held = 2 * weights + (4 * (ref.in_bytes + ref.out_bytes) if timer_kind(req.device) == "cpu" else 0)
+    memory = lim.memory_limit(req, known.footprint_mb if known else None, lim.TORCH_OVERHEAD_MB + held / (1 << 20))
+    probes = len(req.verify.probes)
+    calls = req.timing.warmup + req.verify.trials + probes + (VERIFY_MODE_CALLS if req.mode == "verify" else 0) + 2
+    cand = lim.sandbox_limits(req, memory=memory, timeout=lim.build_timeout(req, req.candidate_source, calls, call_s))
+    build = lim.build_timeout(req, None, req.timing.warmup + 1, call_s)
+    timing = lim.timing_timeout(req, call_s, 1)
+    base = lim.sandbox_limits(req, memory=memory, timeout=(min(req.verify.timeout_s, build[0] + timing[0]),
+                                                           f"{build[1]}; then {timing[1]}"))
+    return _Plan(cand, base, call_s, known)
+
+
+def _applied(plan: _Plan) -> dict[str, Any]:
+    c = plan.candidate
+    return {"memory_limit_mb": c.memory_mb, "memory_limit_why": c.memory_why, "timeout_limit_s": round(c.timeout_s, 1),
+            "timeout_limit_why": c.timeout_why}
 
 
 def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager) -> EvalResult:
@@ -130,22 +164,27 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     seed = req.verify.seed if req.verify.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
+    bdir = baseline_dir(req.cache_dir)
     base = dict(device=req.device, static_flags=flags, policy={**_policy(req), "seed": seed})
     try:
         with stage("build"):
             ref = build_reference(req.problem_path, req.scale, req.device, seed)
     except Rejected as r:
         return EvalResult(status=r.status, reason=r.reason, **base)
-    limits = _limits(req)
-    timer = timer_kind(req.device)
+    device_name = integrity.device_name(req.device)
+    plan = _plan(req, ref, device_name, bdir)
+    base["policy"] = {**base["policy"], **_applied(plan)}
     checks = CheckLog()
-    t_start = time.monotonic()
     ready: dict[str, Any] = {}
-    run = None
-    timed: tuple[Any, ...] | None = None
+    run = paired = record = None
     try:
         with contextlib.ExitStack() as slot:
-            with Child(limits, cache_dir, label="candidate") as child:
+            with POOL.take(plan.candidate, cache_dir, "candidate") as child:
+                # the children needed next start while this one builds and is verified
+                if req.mode == "bench":
+                    POOL.prepare(plan.baseline, cache_dir, "baseline")
+                if POOL.retaining:
+                    POOL.prepare(plan.candidate, cache_dir, "candidate")
                 with stage("spawn"):   # the child's start-up: the first ping waits for its imports
                     cand_path = child.scratch / "candidate.py"
                     cand_path.write_text(req.candidate_source)
@@ -160,10 +199,10 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                             run = timed_loop(child, ref, req.verify, req.timing, rng, checks,
                                              n_calls=VERIFY_MODE_CALLS, flush=False)
                     if req.mode == "bench":
+                        POOL.settle()       # no start-up may compete with a timed call
                         slot.enter_context(timing_slot)
-                        with stage("time"):
-                            run = timed_loop(child, ref, req.verify, req.timing, rng, checks,
-                                             flush=req.timing.flush_for(timer))
+                        record, paired = _time(req, ref, child, plan, cache_dir, bdir, rng, checks, stage, slot)
+                        run = paired.candidate
                 except Rejected as first:
                     # a replaced judge or changed settings explains a failed check better than the check itself
                     if ready:
@@ -174,27 +213,48 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
             inconsistent = host_clock_consistent(run, ping) if req.mode == "bench" else None
             if inconsistent:
                 raise Rejected(Status.TIMING_INCONSISTENT, inconsistent)
-            verify_seconds = round(time.monotonic() - t_start, 3)
-            device_name = ready.get("device_name", "")
-            if req.mode == "bench":
-                # the baselines in clean children, with the timing slot still held
-                with stage("baseline"):
-                    timed = _baselines(req, ref, device_name, limits, cache_dir, rng)
     except (Rejected, ChildFailed) as r:
         base["policy"] = {**base["policy"], **ready.get("applied_limits", {})}
         return EvalResult(status=r.status, reason=r.reason, device_name=ready.get("device_name", ""),
-                          compile_seconds=ready.get("compile_seconds"), **_errors(checks), **base)
-    policy = {**base["policy"], **ready.get("applied_limits", {}),
-              "state_dict_loaded": ready.get("state_dict_loaded"), "checked_calls": checks.checks,
-              "verify_seconds": verify_seconds}
-    base["policy"] = policy
+                          compile_seconds=ready.get("compile_seconds"), checked_calls=checks.checks,
+                          state_dict_loaded=ready.get("state_dict_loaded"), **_errors(checks), **base)
+    base["policy"] = {**base["policy"], **ready.get("applied_limits", {})}
+    device_name = ready.get("device_name", device_name)
     result = EvalResult(status=Status.ACCEPTED, reason=f"passed {checks.checks} checks "
                         f"({req.verify.trials} trials, {len(checks.probe_verdicts)} probes, timed calls)",
                         device_name=device_name, compile_seconds=ready.get("compile_seconds"),
+                        checked_calls=checks.checks, state_dict_loaded=ready.get("state_dict_loaded"),
                         provenance=provenance(req.device, device_name), **_errors(checks), **base)
     if req.mode == "verify":
         return result
-    return with_profile(_with_timing(req, ref, result, run.samples_ns, timed), req, ref, limits, cache_dir)
+    return with_profile(with_timing(req, ref, result, record, paired, bdir), req, ref, plan.candidate, cache_dir)
+
+
+def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, cache_dir: Path, bdir: Path, rng: random.Random,
+          checks: CheckLog, stage: StageClock, slot: contextlib.ExitStack) -> tuple[BaselineRecord, PairedRun]:
+    """The timing phase, with the slot held: the node's baseline record (measured when missing, or again with two
+    rounds), then the candidate paired with the faster baseline(s), each in its own child."""
+    flush = req.timing.flush_for(timer_kind(req.device))
+    with stage("baseline"):
+        record = baselines(ref, device_name=integrity.device_name(req.device), timing=req.timing,
+                           limits=plan.baseline, cache_dir=cache_dir, directory=bdir, rng=rng,
+                           fresh=req.timing.rounds >= 2)
+        subjects = {}
+        try:
+            for name in record.contenders():
+                bchild = slot.enter_context(POOL.take(plan.baseline, cache_dir, "baseline"))
+                init_child(bchild, name, ref, candidate_path=None, warmup=req.timing.warmup)
+                subjects[name] = TimedSubject(bchild, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
+        except (Rejected, ChildFailed) as e:
+            raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
+    with stage("time"):
+        call_s = max(plan.call_s, record.stats(record.fastest).median_ms / 1e3)
+        child.arm(lim.with_timeout(plan.candidate, lim.timing_timeout(req, call_s, 1 + len(subjects))))
+        for s in subjects.values():
+            s.child.arm(lim.with_timeout(plan.baseline, lim.timing_timeout(req, call_s, 1 + len(subjects))))
+        candidate = TimedSubject(child, ref, req.verify, rng, checks, flush=flush)
+        paired = paired_blocks(candidate, subjects, req.timing, record.stats(record.fastest).median_ms)
+    return record, paired
 
 
 def _errors(checks: CheckLog) -> dict[str, Any]:
@@ -204,55 +264,3 @@ def _errors(checks: CheckLog) -> dict[str, Any]:
                 probe_verdicts=tuple(checks.probe_verdicts))
 
 
-def _baselines(req: EvalRequest, ref, device_name: str, limits: SandboxLimits, cache_dir: Path,
-               rng: random.Random) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The baselines before the candidate (cached) and, with two rounds or more, again after it (fresh)."""
-    before = cached_baselines(ref, device_name=device_name, timing=req.timing, limits=limits, cache_dir=cache_dir,
-                              rng=rng)
-    after = None
-    if req.timing.rounds >= 2:
-        after = cached_baselines(ref, device_name=device_name, timing=req.timing, limits=limits,
-                                 cache_dir=cache_dir, rng=rng, fresh=True)
-    return before, after
-
-
-def _with_timing(req: EvalRequest, ref, result: EvalResult, samples: list[int],
-                 timed: tuple[dict[str, Any], dict[str, Any] | None]) -> EvalResult:
-    cand = summarize(samples)
-    warnings: list[str] = []
-    before, after = timed
-    stats: dict[str, TimeStats] = {}
-    for name in req.timing.baselines:
-        samples_b = list(before[name]["samples_ns"])
-        if after is not None:
-            first, second = summarize(before[name]["samples_ns"]), summarize(after[name]["samples_ns"])
-            drift = abs(second.median_ms - first.median_ms) / first.median_ms
-            if drift > max(2 * req.timing.ci_target, first.rel_half_width + second.rel_half_width):
-                warnings.append(f"the {name} baseline drifted by {drift:.1%} between before and after the "
-                                "candidate; the machine is not quiet, treat the speedup with care")
-            samples_b += after[name]["samples_ns"]
-        stats[name] = summarize(samples_b)
-    best_name = min(stats, key=lambda k: stats[k].median_ms)
-    sp, sp_ci = speedup_ci(cand, stats[best_name])
-    overhead_ms = req.timing.launch_overhead_us / 1000
-    if req.device != "cpu" and stats[best_name].median_ms < overhead_ms:
-        warnings.append(f"the faster baseline takes {stats[best_name].median_ms * 1000:.1f} us per call, so launch "
-                        "overhead dominates; use a larger scale (--scale large) to tell kernels apart")
-    if cand.rel_half_width > req.timing.ci_target:
-        warnings.append(f"the candidate's CI is +-{cand.rel_half_width:.1%}, wider than the target "
-                        f"{req.timing.ci_target:.0%} (time cap reached)")
-    hw = hardware_class(req.device, result.device_name)
-    cost = problem_cost(ref)
-    # the floor no implementation can beat: moving its inputs and outputs once at peak bandwidth
-    floor_s = machine_model(hw).floor_seconds(0.0, cost["bytes"])
-    profile = {**cost, "hardware": hw, "floor_ms": floor_s * 1e3,
-               "roofline_fraction": (floor_s * 1e3) / cand.median_ms if cand.median_ms > 0 else None,
-               "faster_baseline": best_name}
-    out = dataclasses.replace(result, candidate=cand, eager=stats.get("eager"), compile=stats.get("compile"),
-                              speedup=sp, speedup_ci=sp_ci, warnings=tuple(warnings), profile=profile,
-                              reason=result.reason + f"; {sp:.2f}x over {best_name}")
-    if floor_s * 1e3 > cand.ci_high_ms:
-        return dataclasses.replace(out, status=Status.SUSPECT_SPEEDUP, reason=(
-            f"measured {cand.median_ms:.4f} ms, below the roofline floor of {floor_s * 1e3:.4f} ms on {hw}; "
-            "held out of the Pareto front until a person approves it"))
-    return out

@@ -22,8 +22,16 @@ class VerifyPolicy:
     rtol_half: float = 1e-2
     timed_checks: int = 3                # randomly chosen timed calls whose outputs are checked too
     static: Literal["reject", "warn"] = "reject"
-    timeout_s: float = 300.0             # wall clock for the whole child, compile included
-    memory_mb: int = 8192                # resident memory of the child's process tree
+    # the most wall clock a child may take for its build and checks, and again for its timing; below this ceiling
+    # the limit follows the problem: start-up, the backend's compile allowance and the reference's own call time
+    # over the calls to be made
+    timeout_s: float = 1800.0
+    compile_allowance_s: float = 600.0   # the build allowance of a compiling backend (plain torch gets 60 s)
+    # the resident memory limit of a child's process tree; None follows the problem: memory_multiple times the
+    # reference's measured footprint, at least memory_floor_mb
+    memory_mb: int | None = None
+    memory_floor_mb: int = 8192
+    memory_multiple: float = 4.0
     max_processes: int = 8               # processes in the child's tree
     max_file_mb: int = 1024              # largest file the child may write
     seed: int | None = None              # None draws a fresh seed per evaluation
@@ -45,7 +53,12 @@ class TimingPolicy:
     flush_cpu_cache: bool = False        # also flush the CPU's last-level cache (slow where the LLC is large)
     launch_overhead_us: float = 20.0     # warn when a baseline call is shorter than this on a GPU
     baselines: tuple[str, ...] = ("eager", "compile")
-    rounds: int = 2                      # candidate/baseline sandwiches: base, cand, base, cand, ...
+    # 1: the node's cached measurement of the baselines picks the faster one; 2 or more: both are measured again
+    # first, in fresh processes (export --remeasure). Either way the faster one is timed again, paired with the
+    # candidate in alternating blocks, and the speedup is the median of the blocks' ratios.
+    rounds: int = 2
+    min_blocks: int = 6                  # paired blocks at least (fewer give no 95% interval of their median)
+    max_blocks: int = 200
 
     def flush_for(self, timer: str) -> bool:
         """Whether a timed call on a ``timer`` (cpu, cuda, mps) starts with the caches flushed."""

@@ -90,6 +90,9 @@ class EvalResult:
     profile: dict[str, Any] = dataclasses.field(default_factory=dict)
     # wall seconds per stage of this evaluation: static, spawn, build, verify, time, baseline (absent: not reached)
     stage_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    checked_calls: int = 0                             # candidate calls whose outputs were compared
+    state_dict_loaded: bool | None = None              # the candidate took the reference's weights
+    timing: dict[str, Any] = dataclasses.field(default_factory=dict)   # how the times were taken: blocks, baselines
 
     @property
     def verdict(self) -> str:
@@ -124,6 +127,9 @@ class EvalResult:
             "provenance": self.provenance,
             "profile": self.profile,
             "stage_s": self.stage_s,
+            "checked_calls": self.checked_calls,
+            "state_dict_loaded": self.state_dict_loaded,
+            "timing": self.timing,
         }
 
     def to_json(self) -> str:
@@ -145,4 +151,6 @@ class EvalResult:
             static_flags=tuple(d.get("static_flags", [])), policy=d.get("policy", {}),
             provenance=d.get("provenance", {}), profile=d.get("profile", {}),
             stage_s={k: float(v) for k, v in d.get("stage_s", {}).items()},
+            checked_calls=int(d.get("checked_calls") or 0), state_dict_loaded=d.get("state_dict_loaded"),
+            timing=d.get("timing", {}),
         )

@@ -45,6 +45,13 @@ class SandboxLimits:
     extra_writable: tuple[str, ...] = ()
     confine_writes: bool = True
     device: str = "cpu"
+    memory_why: str = ""       # how the memory limit was set, for the reason of an out_of_memory
+    timeout_why: str = ""      # how the wall-clock limit was set, for the reason of a timeout
+
+    def child_side(self) -> tuple[Any, ...]:
+        """The limits a child applies to itself when it starts; the others the parent's watchdog enforces and may
+        set later (``Child.arm``)."""
+        return (self.max_file_mb, self.isolate_network, self.extra_writable, self.confine_writes, self.device)
 
 
 class ChildFailed(Exception):
@@ -96,9 +103,24 @@ class Child:
         self._deadline = time.monotonic() + limits.timeout_s
         self._known: dict[int, psutil.Process] = {}
         self.proc: subprocess.Popen | None = None
+        self.peak_rss = 0          # bytes, the most the child's tree held at once as the watchdog saw it
+
+    def arm(self, limits: SandboxLimits) -> None:
+        """Take the parent's limits (wall clock from now, memory, processes) for the work about to start. The
+        limits the child applied to itself when it started cannot change."""
+        if limits.child_side() != self.limits.child_side():
+            raise ValueError("a started child cannot take other file, network, write or device limits")
+        self.limits = limits
+        self._deadline = time.monotonic() + limits.timeout_s
 
     # lifecycle -------------------------------------------------------------------------------------------
     def __enter__(self) -> "Child":
+        if self.proc is None:
+            self.start()
+        return self
+
+    def start(self) -> "Child":
+        """Start the child process; it imports torch and brings its device up before any request arrives."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         c_read, p_write = os.pipe()
         p_read, c_write = os.pipe()
@@ -112,7 +134,7 @@ class Child:
         if self.limits.device.startswith("cuda"):
             writable.append("/proc")  # the CUDA driver writes under /proc at start-up (error 304 otherwise)
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
-                        "writable": writable if self.limits.confine_writes else None}
+                        "writable": writable if self.limits.confine_writes else None, "device": self.limits.device}
         env = {**scrubbed_env(self.scratch, self.cache_dir), "KSWARM_SANDBOX": self._marker}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
@@ -126,6 +148,9 @@ class Child:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self.proc is None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            return
         # From here on this thread ends the tree. A watchdog that saw the child die is let finish its own
         # clean-up, so that nothing it killed is still exiting when the evaluation returns.
         self._stop.set()
@@ -175,15 +200,16 @@ class Child:
                     rss += p.memory_info().rss
                 except psutil.Error:
                     pass
+            self.peak_rss = max(self.peak_rss, rss)
             if len(procs) > self.limits.max_processes:
                 self._kill(Status.RESOURCE_ABUSE, f"started {len(procs)} processes, over the limit of "
                            f"{self.limits.max_processes}; candidates must not spawn processes")
             elif rss > self.limits.memory_mb << 20:
                 self._kill(Status.OUT_OF_MEMORY, f"used {rss >> 20} MB of resident memory, over the limit of "
-                           f"{self.limits.memory_mb} MB; reduce the candidate's memory or raise verify.memory_mb")
+                           f"{self.limits.memory_mb} MB{self._why(self.limits.memory_why)}; reduce the candidate's "
+                           "memory or raise verify.memory_mb")
             elif time.monotonic() > self._deadline:
-                self._kill(Status.TIMEOUT, f"ran past the wall-clock limit of {self.limits.timeout_s:.0f} s; "
-                           "look for a hang or raise verify.timeout_s")
+                self._kill(Status.TIMEOUT, self._timeout_reason())
             self._stop.wait(0.05)
         if not self._stop.is_set():
             # the child died on its own: what it left behind may hold its end of the pipe open, so the parent's
@@ -277,11 +303,18 @@ class Child:
             wire.send(self._wfd, kind, payload)
             return wire.recv(self._rfd, max_bytes=max_bytes, deadline=self._deadline)
         except wire.WireTimeout:
-            self._kill(Status.TIMEOUT, f"ran past the wall-clock limit of {self.limits.timeout_s:.0f} s; "
-                       "look for a hang or raise verify.timeout_s")
+            self._kill(Status.TIMEOUT, self._timeout_reason())
         except (wire.WireError, OSError, BrokenPipeError) as e:
             self._classify_exit(e)
         raise ChildFailed(*self._kill_reason)
+
+    @staticmethod
+    def _why(why: str) -> str:
+        return f" ({why})" if why else ""
+
+    def _timeout_reason(self) -> str:
+        return (f"ran past the wall-clock limit of {self.limits.timeout_s:.0f} s{self._why(self.limits.timeout_why)}; "
+                "look for a hang or raise verify.timeout_s")
 
     def _classify_exit(self, err: Exception) -> None:
         try:

@@ -75,12 +75,24 @@ def speedup(candidate: TimeStats, baseline: TimeStats) -> tuple[float, tuple[flo
     return point, (baseline.ci_low_ms / candidate.ci_high_ms, baseline.ci_high_ms / candidate.ci_low_ms)
 
 
+def paired_speedup(ratios: Sequence[float]) -> tuple[float, tuple[float, float]]:
+    """The speedup from paired blocks: the median of the per-block ratios (baseline time over candidate time, both
+    measured in the same block), with the distribution-free 95% interval of that median. Drift between blocks
+    moves the ratios, so it widens the interval instead of biasing the point."""
+    r = np.sort(np.asarray(ratios, dtype=np.float64))
+    if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r <= 0):
+        raise ValueError(f"block ratios must be positive and finite: {list(ratios)}")
+    lo, hi = median_ci_ranks(int(r.size))
+    return float(np.median(r)), (float(r[lo]), float(r[hi]))
+
+
 def sample_until(
-    run_once: Callable[[], int],
+    run_once: Callable[[], float],
     policy: TimingPolicy,
     clock: Callable[[], float] = time.monotonic,
-) -> list[int]:
-    """Call ``run_once`` (one raw sample in ns) until the median's CI meets ``policy.ci_target``.
+) -> list[float]:
+    """Call ``run_once`` (one sample: a raw time in ns, or a paired block's ratio) until the median's CI meets
+    ``policy.ci_target``. The one stopping rule for every sampled quantity.
 
     Takes ``policy.min_samples`` samples whatever the time, then batches of about a quarter of the samples so far,
     stopping when the CI is tight, ``policy.max_samples`` are taken or ``policy.time_cap_s`` has passed on ``clock``

@@ -54,7 +54,7 @@ def _check_device(device: str) -> None:
 
 
 def _evaluate(problem: Path, candidate: Path, device: str, mode: str, scale: str, static: str,
-              seed: Optional[int], timeout: float, cache_dir: Optional[Path], time_cap: float, ci_target: float):
+              seed: Optional[int], timeout: Optional[float], cache_dir: Optional[Path], time_cap: float, ci_target: float):
     from evaluators.pipeline import evaluate
     from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
     from evaluators.problem import BadInput, check_candidate_source, load_problem_module, read_source
@@ -69,7 +69,8 @@ def _evaluate(problem: Path, candidate: Path, device: str, mode: str, scale: str
         _fail(str(e))
     _check_device(device)
     req = EvalRequest(problem_path=str(problem), candidate_source=source, device=device, mode=mode, scale=scale,
-                      verify=VerifyPolicy(static=static, seed=seed, timeout_s=timeout),
+                      verify=VerifyPolicy(static=static, seed=seed,
+                                          **({} if timeout is None else {"timeout_s": timeout})),
                       timing=TimingPolicy(time_cap_s=time_cap, ci_target=ci_target),
                       cache_dir=str(cache_dir) if cache_dir else None)
     try:
@@ -123,7 +124,8 @@ _JSON = typer.Option(False, "--json", help="print the result as JSON")
 _SCALE = typer.Option("default", "--scale", help="a key of the problem's SCALES, e.g. large")
 _STATIC = typer.Option("reject", "--static", help="reject: static findings reject; warn: record them only")
 _SEED = typer.Option(None, "--seed", help="fix the verification seed (default: fresh)")
-_TIMEOUT = typer.Option(300.0, "--timeout", help="wall-clock limit for the candidate's process, seconds")
+_TIMEOUT = typer.Option(None, "--timeout", help="the most wall clock the candidate's process may take, seconds "
+                        "(default: follows the problem's time and the backend's compile allowance)")
 _CACHE = typer.Option(None, "--cache-dir", help="build and baseline cache (default ~/.cache/kernelswarm)")
 
 
@@ -131,7 +133,7 @@ _CACHE = typer.Option(None, "--cache-dir", help="build and baseline cache (defau
 def verify(problem: Path = typer.Argument(..., help="problem file: Model, get_inputs, get_init_inputs"),
            candidate: Path = typer.Argument(..., help="candidate file defining ModelNew"),
            device: str = _DEVICE, as_json: bool = _JSON, scale: str = _SCALE, static: str = _STATIC,
-           seed: Optional[int] = _SEED, timeout: float = _TIMEOUT, cache_dir: Optional[Path] = _CACHE) -> None:
+           seed: Optional[int] = _SEED, timeout: Optional[float] = _TIMEOUT, cache_dir: Optional[Path] = _CACHE) -> None:
     """Check a candidate strictly: exit 0 accepted, 1 rejected, 2 bad input."""
     result = _evaluate(problem, candidate, device, "verify", scale, static, seed, timeout, cache_dir, 10.0, 0.02)
     _show(result, problem, candidate, as_json)
@@ -142,7 +144,7 @@ def verify(problem: Path = typer.Argument(..., help="problem file: Model, get_in
 def bench(problem: Path = typer.Argument(..., help="problem file: Model, get_inputs, get_init_inputs"),
           candidate: Path = typer.Argument(..., help="candidate file defining ModelNew"),
           device: str = _DEVICE, as_json: bool = _JSON, scale: str = _SCALE, static: str = _STATIC,
-          seed: Optional[int] = _SEED, timeout: float = _TIMEOUT, cache_dir: Optional[Path] = _CACHE,
+          seed: Optional[int] = _SEED, timeout: Optional[float] = _TIMEOUT, cache_dir: Optional[Path] = _CACHE,
           time_cap: float = typer.Option(10.0, "--time-cap", help="seconds of timing per subject, at most"),
           ci_target: float = typer.Option(0.02, "--ci-target", help="relative half-width of the median's 95% CI"),
           ) -> None:

@@ -3,7 +3,9 @@
 For each problem x hardware class, the members of the Pareto front that beat the faster baseline are written as
 ``<problem_id>__<hardware>.py`` (the best) and ``<problem_id>__<hardware>__<k>.py`` (the other front members).
 A module that imports anything from kernelswarm's packages is refused: an export must stand on its own.
-With ``remeasure``, every member is verified and timed again first, and whatever no longer holds is dropped.
+With ``remeasure``, every member is verified and timed again first (paired with the faster baseline, in fresh
+processes), and whatever no longer holds is dropped. A member is exported only when the lower end of its speedup's
+95% interval lies above ``min_speedup`` (1.0 by default): a speedup whose interval reaches 1.0 is not a speedup.
 """
 from __future__ import annotations
 
@@ -120,12 +122,23 @@ def figures_from_result(res: EvalResult) -> dict[str, Any]:
 
 
 def _holds(res: EvalResult, min_speedup: float) -> str | None:
-    """None when a remeasured candidate still holds; else why not."""
+    """None when a remeasured candidate still holds (its speedup's interval lies above ``min_speedup``); else why
+    not."""
     if res.status is not Status.ACCEPTED:
         return f"remeasured {res.status.value}: {res.reason}"
-    if res.speedup is None or res.speedup <= min_speedup:
-        return f"remeasured speedup {res.speedup} is not above {min_speedup}"
+    low = res.speedup_ci[0] if res.speedup_ci else None
+    if res.speedup is None or low is None or low <= min_speedup:
+        return (f"remeasured speedup {res.speedup} has its 95% interval {res.speedup_ci} reaching down to "
+                f"{min_speedup} or below")
     return None
+
+
+def _above(members: pa.Table, min_speedup: float) -> pa.Table:
+    """The members whose speedup's 95% interval lies above ``min_speedup`` (a member without an interval: its
+    point)."""
+    low = pc.if_else(pc.is_null(members.column("speedup_ci_low")), members.column("speedup"),
+                     members.column("speedup_ci_low"))
+    return members.filter(pc.fill_null(pc.greater(low, min_speedup), False))
 
 
 def _header(r: Mapping[str, Any], figures: Mapping[str, Any]) -> str:
@@ -153,7 +166,7 @@ def export(campaign_dir: str | Path, out_dir: str | Path, remeasure: Remeasure |
     for problem_id, hardware in islands:
         members, island_refused = _exportable_front(table, problem_id, hardware)
         refused += island_refused
-        members = members.filter(pc.greater(members.column("speedup"), min_speedup))
+        members = _above(members, min_speedup)
         kept = []
         for r in members.to_pylist():
             ident = {"problem_id": problem_id, "hardware": hardware, "candidate_id": r["candidate_id"]}

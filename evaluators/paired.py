@@ -1,0 +1,91 @@
+"""Paired timing: the candidate and the faster baseline(s) timed in alternating blocks, each in its own process.
+
+Block k times ``calls`` calls of each subject back to back, in the order candidate, baselines on even blocks and the
+reverse on odd ones, so that a steady drift hits both sides alike. The block's ratio is the faster baseline's median
+over the candidate's median in that block; the speedup is the median of the ratios with its order-statistic 95%
+interval (``stats.paired_speedup``), so drift between blocks widens the interval instead of hiding in it. The
+number of blocks follows the one sampling rule (``stats.sample_until``): at least ``min_blocks``, then until the
+ratios' interval meets the CI target, ``max_blocks`` or twice the time cap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+
+from evaluators.judge import Rejected, TimedRun, TimedSubject
+from evaluators.policy import TimingPolicy
+from evaluators.result import Status
+from evaluators.sandbox import ChildFailed
+from evaluators.stats import paired_speedup, sample_until
+
+CALIBRATION_CALLS = 3
+BLOCKS_PER_CAP = 24        # a block's share of one subject's time cap
+MAX_CALLS_PER_BLOCK = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedRun:
+    """What paired timing measured."""
+
+    ratios: tuple[float, ...]              # per block: faster baseline median / candidate median
+    speedup: float
+    speedup_ci: tuple[float, float]
+    candidate: TimedRun
+    baselines: dict[str, list[int]]        # every timed call of each baseline, ns
+    calls_per_block: int
+    faster: str                            # the baseline that was faster in most blocks
+
+    def describe(self) -> dict[str, object]:
+        return {"method": "paired blocks", "blocks": len(self.ratios), "calls_per_block": self.calls_per_block,
+                "block_ratios": [round(r, 4) for r in self.ratios], "faster_baseline": self.faster,
+                "subjects": ["candidate", *self.baselines]}
+
+
+def calls_per_block(timing: TimingPolicy, call_ms: float) -> int:
+    """Calls per subject in one block: a block takes about 1/24 of the time cap, at least 3 calls."""
+    block_ms = timing.time_cap_s * 1e3 / BLOCKS_PER_CAP
+    return max(3, min(MAX_CALLS_PER_BLOCK, int(block_ms / max(call_ms, 1e-6))))
+
+
+def paired_blocks(candidate: TimedSubject, baselines: dict[str, TimedSubject], timing: TimingPolicy,
+                  baseline_ms: float) -> PairedRun:
+    """Time ``candidate`` against ``baselines`` in alternating blocks. ``baseline_ms`` is the faster baseline's
+    known time per call; the candidate's comes from a few calibration calls (timed and checked like any other,
+    but left out of the figures)."""
+    for _ in range(CALIBRATION_CALLS):
+        candidate.call()
+    cand_ms = statistics.median(candidate.samples[-CALIBRATION_CALLS:]) / 1e6
+    del candidate.samples[:], candidate.host[:]
+    calls = calls_per_block(timing, max(cand_ms, baseline_ms))
+    subjects = [("candidate", candidate), *baselines.items()]
+    wins = {name: 0 for name in baselines}
+    block = 0
+
+    def one_block() -> float:
+        nonlocal block
+        medians = {}
+        for name, subject in (subjects if block % 2 == 0 else subjects[::-1]):
+            start = len(subject.samples)
+            for _ in range(calls):
+                if subject is candidate:
+                    subject.call()
+                    continue
+                try:
+                    subject.call()
+                except (Rejected, ChildFailed) as e:   # the reference's own fault, never the candidate's
+                    raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed while paired: "
+                                   f"{e.reason}") from None
+            medians[name] = statistics.median(subject.samples[start:])
+        block += 1
+        faster = min(baselines, key=lambda n: medians[n])
+        wins[faster] += 1
+        return medians[faster] / medians["candidate"]
+
+    blocks = dataclasses.replace(timing, min_samples=timing.min_blocks, max_samples=max(timing.min_blocks,
+                                 timing.max_blocks), time_cap_s=2 * timing.time_cap_s)
+    ratios = sample_until(one_block, blocks)
+    run = candidate.finish()
+    point, ci = paired_speedup(ratios)
+    return PairedRun(ratios=tuple(ratios), speedup=point, speedup_ci=ci, candidate=run,
+                     baselines={n: list(s.samples) for n, s in baselines.items()}, calls_per_block=calls,
+                     faster=max(wins, key=wins.get))
