@@ -15,11 +15,12 @@ from typing import Any
 import ray
 
 from cluster import actors, hardware
+from search.scheduler import NoDevice
 
 logger = logging.getLogger(__name__)
 
 
-class HardwareUnavailable(RuntimeError):
+class HardwareUnavailable(NoDevice):
     """No alive node offers these hardware classes. ``keys`` are the submitted keys dropped undelivered."""
 
     def __init__(self, missing: list[str], available: dict[str, int], keys: list[str] = (), waited_s: float = 0.0):

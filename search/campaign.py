@@ -158,9 +158,13 @@ class Campaign:
             return self.dispatcher_factory(self.cfg)
         slots = {t.hardware: self.cfg.verify_slots(t.hardware) for t in self.cfg.targets}
         if self.local:
+            from evaluators.hardware import detect_devices
             from evaluators.pipeline import evaluate, precheck
             from search.local_dispatch import LocalDispatcher
-            return LocalDispatcher({t.hardware: 1 for t in self.cfg.targets}, evaluate, precheck, slots=slots,
+            found = {d.hw_class for d in detect_devices()}
+            # one device per class: the evaluator addresses a GPU by its kind ("cuda"), i.e. the first one
+            return LocalDispatcher({t.hardware: int(t.hardware in found) for t in self.cfg.targets}, evaluate,
+                                   precheck, slots=slots,
                                    timeout_s=self.cfg.verify.timeout_s * 4, retries=2,
                                    precheck_workers=default_cores())
         from cluster.dispatch import Dispatcher

@@ -171,10 +171,10 @@ def _live_run(cfg, out_dir: Path, address: Optional[str], local: bool = False) -
     import os
     from rich.live import Live
 
-    from cluster.pool import HardwareUnavailable
     from search.campaign import Campaign
     from search.export import export
     from search.report import report
+    from search.scheduler import NoDevice
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if address is None and os.environ.get("RAY_ADDRESS"):
@@ -188,7 +188,7 @@ def _live_run(cfg, out_dir: Path, address: Optional[str], local: bool = False) -
         with live:
             progress = Campaign(cfg, out_dir, address=address, on_progress=show, local=local).run()
             show(progress)
-    except HardwareUnavailable as e:
+    except NoDevice as e:             # no node (or, with --local, no local device) of a target class
         _fail(" ".join(str(e).split()))
     except KeyboardInterrupt:
         err.print(f"interrupted: the campaign directory {out_dir} is consistent; carry on with "

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from evaluators.result import EvalResult
-from search.scheduler import Scheduler, Ticket, accepts_timing_slot, call_evaluate, stamped
+from search.scheduler import NoDevice, Scheduler, Ticket, accepts_timing_slot, call_evaluate, stamped
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class WorkerLost(Exception):
 
 
 class LocalDispatcher:
-    """``devices`` maps each target class to its number of local devices (at least one each)."""
+    """``devices`` maps each target class to its number of local devices (at least one each, else ``NoDevice``)."""
 
     def __init__(self, devices: Mapping[str, int], evaluate: Callable[..., EvalResult],
                  precheck: Callable[[Any], EvalResult | None] | None = None, *, slots: int | Mapping[str, int] = 1,
@@ -35,7 +35,7 @@ class LocalDispatcher:
                  precheck_timeout_s: float | None = None):
         missing = [c for c, n in devices.items() if n < 1]
         if missing or not devices:
-            raise ValueError(f"no local device for hardware class {', '.join(missing) or '(none given)'}; "
+            raise NoDevice(f"no local device for hardware class {', '.join(missing) or '(none given)'}; "
                              "run on a Ray cluster that has one (drop --local) or drop the target")
         self.targets = list(devices)
         self._devices = dict(devices)

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 Stage = Literal["precheck", "evaluate"]
 
 
+class NoDevice(RuntimeError):
+    """A target hardware class with no device to run on; the message says what to do."""
+
+
 class Dispatch(Protocol):
     """What the campaign needs of a dispatcher; ``search.local_dispatch`` and ``cluster.dispatch`` implement it."""
 

@@ -10,7 +10,7 @@ from _scripted import drain, precheck, request, scripted
 
 from evaluators.result import EvalResult, Status
 from search.local_dispatch import LocalDispatcher
-from search.scheduler import Scheduler, poisoned
+from search.scheduler import NoDevice, Scheduler, poisoned
 
 
 def test_one_device_takes_the_lowest_priority_first() -> None:
@@ -133,5 +133,5 @@ def test_every_key_is_delivered_exactly_once_through_losses_timeouts_and_withdra
 
 
 def test_a_class_with_no_local_device_is_refused() -> None:
-    with pytest.raises(ValueError, match="no local device for hardware class h100"):
+    with pytest.raises(NoDevice, match="no local device for hardware class h100"):
         LocalDispatcher({"cpu": 1, "h100": 0}, scripted)
