@@ -150,7 +150,8 @@ def _finish_lines(chain: Chain, name: str, point: dict[str, Any], split: str) ->
     br, blk = int(point["ROW_R"]), int(point["ROW_BLOCK"])
     lines += [f"R, L = {rows}",
               f"{name}_row[(triton.cdiv(R, {br}),)](x, y, {_op_args(chain)}R, L, C, S, {pv.groups}, "
-              f"A * C * S, SPLIT={split}, BLOCK_R={br}, BLOCK={blk}, num_warps={int(point['row_warps'])})"]
+              f"A * C * S, SPLIT={split}, BLOCK_R={br}, BLOCK=min({blk}, max(16, triton.next_power_of_2(L))), "
+              f"num_warps={int(point['row_warps'])})"]
     return lines
 
 
