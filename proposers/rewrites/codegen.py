@@ -160,6 +160,8 @@ def _import_line(name: str, obj: Any, problem_module: str) -> str | None:
 
 def forward_source(gm: fx.GraphModule, problem_module: str, name: str = "forward") -> tuple[str, list[str]]:
     """The graph's forward as a method named ``name`` (indented for a class body) and its import lines."""
+    for n in gm.graph.nodes:
+        n.type = None          # annotations would need their own imports (fx names them _torch_Tensor_)
     pc = gm.graph.python_code(root_module="self")
     src = pc.src
     # fx puts module-level statements (wrap() registrations) before the function: the method needs none of them
@@ -167,12 +169,31 @@ def forward_source(gm: fx.GraphModule, problem_module: str, name: str = "forward
     src = re.sub(r"^def forward\(", f"def {name}(", src, count=1)
     imports = []
     for g, obj in pc.globals.items():
-        if not re.search(rf"\b{re.escape(g)}\b", src.split("\n", 1)[1] if "\n" in src else ""):
+        if not re.search(rf"\b{re.escape(g)}\b", src):
             continue
         line = _import_line(g, obj, problem_module)
         if line:
             imports.append(line)
     return textwrap.indent(textwrap.dedent(src), "    "), imports
+
+
+_MAX_CONSTANT = 4096
+
+
+def constant_lines(gm: fx.GraphModule) -> list[str]:
+    """``__init__`` statements re-creating the tensors fx stored while tracing (``_tensor_constantN``: a tensor
+    the forward built from literals through a path the tracer does not record), as non-persistent buffers."""
+    out = []
+    for n in gm.graph.nodes:
+        if n.op != "get_attr" or not n.target.startswith("_tensor_constant") or "." in n.target:
+            continue
+        t = getattr(gm, n.target, None)
+        if not isinstance(t, torch.Tensor) or t.device.type == "meta" or t.numel() > _MAX_CONSTANT:
+            raise CodegenError(f"forward builds a constant tensor ({n.target}) that cannot be written out")
+        values = repr(t.tolist()).replace("nan", "math.nan").replace("inf", "math.inf")
+        out.append(f"self.register_buffer({n.target!r}, torch.tensor({values}, dtype={t.dtype}), "
+                   "persistent=False)")
+    return out
 
 
 def _signature(gm: fx.GraphModule) -> tuple[str, str]:
@@ -252,7 +273,7 @@ def render(problem: Problem, gm: fx.GraphModule, em: Emission, title: str) -> st
         cls.append("        self._ks_ready = True\n")
         cls.append("        self._ks_derive()\n")
         cls.append("        self.register_load_state_dict_post_hook(_ks_after_load)\n")
-    for ln in em.init_lines:
+    for ln in constant_lines(gm) + em.init_lines:
         cls.append(textwrap.indent(ln.rstrip("\n"), "        ") + "\n")
     if em.compile_options is not None:
         cls.append(f"        self._ks_compiled = {_compile_call('self._ks_forward', em.compile_options)}\n")

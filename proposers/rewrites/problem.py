@@ -2,11 +2,14 @@
 
 Tracing never allocates real weights or inputs: the model and its example inputs are built under
 ``torch.device("meta")``, so the large scales cost nothing. A problem whose forward cannot be traced yields ``None``
-from ``trace_problem``; the rewrites then have nothing to work on and propose nothing.
+from ``trace_problem`` (``trace_problem_reason`` says why); the rewrites then have nothing to work on and propose
+nothing. A forward that can be traced only in part (see ``proposers.fxtrace``) keeps the untraceable submodules as
+opaque calls, and the rewrites work on the rest.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -16,7 +19,8 @@ from typing import Any
 
 import torch
 import torch.fx as fx
-from torch.fx.passes.shape_prop import ShapeProp
+
+from proposers.fxtrace import trace_model
 
 log = logging.getLogger(__name__)
 
@@ -96,53 +100,37 @@ class Problem:
         return "".join(keep).rstrip() + "\n"
 
 
-class _Tracer(fx.Tracer):
-    """Buffers (masks, running statistics) stay symbolic so that the generated code reads them from the module.
+@contextlib.contextmanager
+def _weights_on_meta():
+    """Parameters and buffers go to the meta device as they are registered, while the rest of ``__init__`` runs on
+    the CPU (for an ``__init__`` that reads a value, e.g. ``.item()`` of a ``linspace``, which meta cannot do)."""
+    reg_param, reg_buffer = torch.nn.Module.register_parameter, torch.nn.Module.register_buffer
 
-    With ``proxy_scalars``, int and float attributes of the model's own (non-``torch.nn``) modules are read through
-    ``get_attr`` nodes too (``self.num_heads``), so that sizes derived from the init arguments are not baked into
-    the generated forward. A forward that branches on such a value cannot be traced this way; the caller retries
-    without.
-    """
+    def register_parameter(self, name, param):
+        if param is not None and param.device.type != "meta":
+            param = type(param)(param.detach().to("meta"), requires_grad=param.requires_grad)
+        reg_param(self, name, param)
 
-    proxy_buffer_attributes = True
+    def register_buffer(self, name, tensor, persistent=True):
+        if tensor is not None and tensor.device.type != "meta":
+            tensor = tensor.to("meta")
+        reg_buffer(self, name, tensor, persistent)
 
-    def __init__(self, proxy_scalars: bool = False):
-        super().__init__()
-        self.proxy_scalars = proxy_scalars
-        self._saved: list[tuple[torch.nn.Module, str, Any]] = []
-
-    def create_args_for_root(self, root_fn, is_module, concrete_args=None):
-        out = super().create_args_for_root(root_fn, is_module, concrete_args)
-        if self.proxy_scalars and is_module:
-            for name, mod in self.root.named_modules():
-                if type(mod).__module__.startswith("torch.nn"):
-                    continue
-                for attr, val in list(vars(mod).items()):
-                    if type(val) in (int, float) and not attr.startswith("_"):
-                        proxy = self.create_proxy("get_attr", f"{name}.{attr}" if name else attr, (), {})
-                        proxy.node.meta["value"] = val
-                        mod.__dict__[attr] = proxy
-                        self._saved.append((mod, attr, val))
-        return out
-
-    def trace(self, root, concrete_args=None):
-        try:
-            return super().trace(root, concrete_args)
-        finally:
-            for mod, attr, val in self._saved:
-                mod.__dict__[attr] = val
-            self._saved.clear()
+    torch.nn.Module.register_parameter, torch.nn.Module.register_buffer = register_parameter, register_buffer
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter, torch.nn.Module.register_buffer = reg_param, reg_buffer
 
 
-class _ScalarShapeProp(ShapeProp):
-    """Shape propagation that also records Python numbers (sizes, scales) in ``node.meta["value"]``."""
-
-    def run_node(self, n):
-        result = super().run_node(n)
-        if type(result) in (int, float):
-            n.meta["value"] = result
-        return result
+def build_meta_model(mod: types.ModuleType) -> torch.nn.Module:
+    """The problem's ``Model`` with its weights on the meta device (nothing allocated for them)."""
+    try:
+        with torch.device("meta"):
+            return mod.Model(*mod.get_init_inputs())
+    except Exception:  # noqa: BLE001 - an __init__ that reads values: build on the CPU, weights still on meta
+        with _weights_on_meta():
+            return mod.Model(*mod.get_init_inputs())
 
 
 @dataclasses.dataclass
@@ -155,6 +143,7 @@ class Traced:
     model: torch.nn.Module
     gm: fx.GraphModule
     shapes_known: bool
+    note: str = ""          # what a partial trace kept opaque; "" for a complete trace
 
     def fresh_graph_module(self) -> fx.GraphModule:
         """A copy of the traced graph that a rewrite may mutate (the meta model's submodules are shared)."""
@@ -172,31 +161,27 @@ def _meta_inputs(mod: types.ModuleType) -> list[Any]:
 
 def trace_problem(problem: Problem, scale: str = "default") -> Traced | None:
     """Trace ``problem`` at ``scale`` on the meta device, or ``None`` (logged) if it cannot be traced."""
+    traced, reason = trace_problem_reason(problem, scale)
+    if traced is None:
+        log.info("cannot trace %s at scale %s: %s", problem.problem_id, scale, reason)
+    return traced
+
+
+def trace_problem_reason(problem: Problem, scale: str = "default") -> tuple[Traced | None, str]:
+    """``problem`` traced at ``scale`` on the meta device, or ``None`` and a one-line reason."""
     try:
         mod = problem.load(scale)
-        with torch.device("meta"):
-            model = mod.Model(*mod.get_init_inputs())
-    except (ProblemError, Exception) as e:
-        log.info("cannot build %s at scale %s: %s", problem.problem_id, scale, e)
-        return None
-    gm = None
-    for proxy_scalars in (True, False):
-        try:
-            graph = _Tracer(proxy_scalars).trace(model)
-            gm = fx.GraphModule(model, graph, class_name="Traced")
-            break
-        except Exception as e:  # fx raises many kinds for untraceable Python; all mean "no graph"
-            log.info("cannot trace %s (scalars proxied: %s): %s: %s", problem.problem_id, proxy_scalars,
-                     type(e).__name__, e)
-    if gm is None:
-        return None
-    shapes_known = True
+    except ProblemError as e:
+        return None, str(e)
     try:
-        _ScalarShapeProp(gm).propagate(*_meta_inputs(mod))
-    except Exception as e:  # some ops have no meta kernel; rewrites that need shapes then decline
-        log.info("no shapes for %s: %s: %s", problem.problem_id, type(e).__name__, e)
-        shapes_known = False
-    return Traced(problem, scale, mod, model, gm, shapes_known)
+        model = build_meta_model(mod)
+        inputs = _meta_inputs(mod)
+    except Exception as e:  # a problem file is arbitrary code
+        return None, f"cannot build Model on the meta device: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    gm, note = trace_model(model, inputs)
+    if gm is None:
+        return None, note
+    return Traced(problem, scale, mod, model, gm, bool(gm.meta.get("shapes_known")), note), note
 
 
 def node_shape(node: fx.Node) -> tuple[int, ...] | None:
