@@ -86,6 +86,11 @@ class Choice:
 Dim = IntRange | Pow2 | Choice
 
 
+def manifest(space: dict[str, Any]) -> dict[str, str]:
+    """A space as plain strings (``"pow2[16..256]"``), for the ``SPACE = {...}`` line of a rendered candidate."""
+    return {k: repr(as_dim(v)) for k, v in space.items()}
+
+
 def as_dim(d: Any) -> Dim:
     """A space entry as a dimension (a plain list or tuple is a ``Choice``)."""
     if isinstance(d, (IntRange, Pow2, Choice)):
@@ -118,4 +123,5 @@ def bindings(problem: Problem, device: str) -> list[tuple[str, dict]]:
     return out
 
 
-__all__ = ["Choice", "Dim", "IntRange", "InvalidPoint", "Pow2", "TEMPLATES", "as_dim", "bindings", "template_module"]
+__all__ = ["Choice", "Dim", "IntRange", "InvalidPoint", "Pow2", "TEMPLATES", "as_dim", "bindings", "manifest",
+           "template_module"]

@@ -10,7 +10,7 @@ import hashlib
 from typing import Any
 
 from proposers.rewrites.problem import Problem, Traced
-from proposers.templates import Choice, IntRange, InvalidPoint, Pow2, rows
+from proposers.templates import Choice, IntRange, InvalidPoint, Pow2, manifest, rows
 
 FAMILY = "cpp_rows"
 BACKEND = "cpp"
@@ -141,7 +141,7 @@ import os
 import torch
 from torch.utils.cpp_extension import load_inline
 
-SPACE = {space(binding, max(point["threads"], 1))!r}
+SPACE = {manifest(space(binding, max(point["threads"], 1)))!r}
 POINT = {dict(sorted(point.items()))!r}
 _KS_CPP = r"""{cpp}"""
 _KS_EMPTY = torch.empty(0)

@@ -12,7 +12,7 @@ from typing import Any
 
 from proposers.fusion.plan import plan, render as render_plan
 from proposers.rewrites.problem import Problem, Traced, trace_problem
-from proposers.templates import Choice, IntRange, InvalidPoint, Pow2
+from proposers.templates import Choice, IntRange, InvalidPoint, Pow2, manifest
 
 FAMILY = "triton_fused"
 BACKEND = "triton"
@@ -94,5 +94,5 @@ def render(problem: Problem, binding: dict[str, Any], point: dict[str, Any], bui
     if traced is None:
         raise InvalidPoint(f"{problem.problem_id} no longer traces")
     segments = plan(traced)
-    manifest = f"SPACE = {space(binding, 1)!r}\nPOINT = {dict(sorted(point.items()))!r}\n"
-    return render_plan(traced, segments, p, f"{FAMILY} ({len(segments)} segment(s))", manifest)
+    manifest_src = f"SPACE = {manifest(space(binding, 1))!r}\nPOINT = {dict(sorted(point.items()))!r}\n"
+    return render_plan(traced, segments, p, f"{FAMILY} ({len(segments)} segment(s))", manifest_src)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from proposers.rewrites.problem import Problem, Traced
-from proposers.templates import IntRange, InvalidPoint, Pow2, rows
+from proposers.templates import IntRange, InvalidPoint, Pow2, manifest, rows
 
 FAMILY = "triton_rows"
 BACKEND = "triton"
@@ -120,7 +120,7 @@ import torch
 import triton
 import triton.language as tl
 
-SPACE = {space(binding, 1)!r}
+SPACE = {manifest(space(binding, 1))!r}
 POINT = {dict(sorted(point.items()))!r}
 {_KERNELS[op]}
 
