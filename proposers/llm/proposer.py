@@ -108,6 +108,8 @@ class LLMProposer(Proposer):
         if cached is not None:
             with self._lock:
                 self.replayed += 1
+            log.info("llm %s: replayed the cached answer to request %s (no new request)", request.role,
+                     request.key[:12])
             return cached, cost_usd(cached, self.price), True   # what it cost when it was paid for
         why = self.budget_reached()
         if why:

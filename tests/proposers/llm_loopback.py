@@ -36,6 +36,7 @@ class Loopback:
         self.responder = responder
         self.slow_s = slow_s
         self.faults: list[str] = []
+        self.fixed_usage: tuple[int, int] | None = None   # (input, output) tokens reported for every answer
         self.attempts: list[dict[str, Any]] = []      # every request received, faults included
         self.answered: list[dict[str, Any]] = []      # requests answered with a reply: role, prompt, tokens
         self._prefixes: set[str] = set()
@@ -126,6 +127,9 @@ class Loopback:
         usage = {"input_tokens": tokens(rest), "output_tokens": tokens(text),
                  "cache_read_tokens": tokens(prefix) if prefix and hit else 0,
                  "cache_write_tokens": tokens(prefix) if prefix and not hit else 0}
+        if self.fixed_usage is not None:
+            usage = {"input_tokens": self.fixed_usage[0], "output_tokens": self.fixed_usage[1],
+                     "cache_read_tokens": 0, "cache_write_tokens": 0}
         with self._lock:
             self.answered.append({"api": api, "role": role, "prompt": prompt, "body": body, **usage})
         if api == "anthropic":
