@@ -24,10 +24,10 @@ from evaluators.result import EvalResult
 from proposers.base import Candidate
 from search.checkpoint import Checkpoint, load_checkpoint, restore_rng, rng_state, save_checkpoint, to_dispatch_again
 from search.config import CampaignConfig
-from search.feed import INBOX, Feed, Island, build_proposers, default_cores
+from search.feed import INBOX, Feed, Island, Pending, build_proposers, default_cores
 from search.island_view import IslandView
 from search.population import Population
-from search.schema import Placement, eval_key, row_from_result
+from search.schema import Placement, row_from_result
 from search.throughput import Throughput
 
 __all__ = ["INBOX", "Campaign", "Island", "Progress", "build_proposers", "cost_rank"]
@@ -69,7 +69,7 @@ class Campaign:
         self.islands = [Island(str(f), spec.scale, t.hardware)
                         for spec in cfg.problems for f in spec.files for t in cfg.targets]
         self.progress = Progress(budget=cfg.budget.max_evaluations)
-        self.pending: dict[str, dict[str, Any]] = {}     # eval_key -> candidate and placement, until appended
+        self.pending: dict[str, Pending] = {}     # eval_key -> candidate and placement, until appended
         self.throughput = Throughput()
 
     # state -------------------------------------------------------------------------------------------------------
@@ -77,16 +77,16 @@ class Campaign:
         save_checkpoint(self.out, Checkpoint(
             generations={"campaign": feed.generation(), **{f"cursor@{hw}": c for hw, c in feed.cursors.items()}},
             proposer_states={f"{spec.name}@{hw}": p.get_state() for hw, ps in proposers.items() for spec, p in ps},
-            in_flight=dict(self.pending), rng_state=rng_state(rng), elapsed_s=elapsed))
+            in_flight={k: v.to_dict() for k, v in self.pending.items()}, rng_state=rng_state(rng), elapsed_s=elapsed))
 
     def _request(self, island: Island, cand: Candidate) -> EvalRequest:
         # baselines once per candidate here; export re-measures with two rounds
         return self.cfg.bench_request(island.problem_path, cand.source, island.hardware, island.scale,
                                       self.cache_dir, rounds=1)
 
-    def _submit(self, dispatcher, key: str, item: dict[str, Any]) -> None:
-        island, cand = Island(**item["island"]), Candidate.from_dict(item["candidate"])
-        dispatcher.submit(key, self._request(island, cand), island.hardware, priority=cost_rank(cand))
+    def _submit(self, dispatcher, key: str, item: Pending) -> None:
+        dispatcher.submit(key, self._request(item.island, item.candidate), item.island.hardware,
+                          priority=cost_rank(item.candidate))
 
     def _view(self, population: Population, island: Island) -> IslandView:
         return IslandView(population, island.problem_path, island.hardware,
@@ -128,7 +128,7 @@ class Campaign:
             rng = restore_rng(ck.rng_state) if ck and ck.rng_state else random.Random(self.cfg.campaign.seed)
             feed = self._feed(proposers, ck)
             elapsed0 = ck.elapsed_s if ck else 0.0
-            self.pending = dict(to_dispatch_again(ck, population))
+            self.pending = {k: Pending.from_dict(v) for k, v in to_dispatch_again(ck, population).items()}
             self.throughput = Throughput.from_table(population.table)
             if ck is not None:
                 log.info("resuming at generation %d with %d evaluations in the journal and %d to send again",
@@ -184,18 +184,16 @@ class Campaign:
         room = self.cfg.budget.max_evaluations - len(population) - len(self.pending)
         waiting: dict[str, int] = {}
         for item in self.pending.values():
-            waiting[item["island"]["hardware"]] = waiting.get(item["island"]["hardware"], 0) + 1
+            waiting[item.island.hardware] = waiting.get(item.island.hardware, 0) + 1
         seen = set(self.pending)
-        new: list[tuple[Island, Candidate, int]] = []
+        new: list[Pending] = []
         for hw, ahead in self._ahead(dispatcher).items():
             want = min(ahead - waiting.get(hw, 0), room - len(new))
             if want > 0:
                 new += feed.next(population, hw, want, seen)
         rng.shuffle(new)
-        for island, cand, generation in new[:max(0, room)]:
-            key = eval_key(island.problem_id, cand.id, island.hardware)
-            self.pending[key] = {"island": dataclasses.asdict(island), "candidate": cand.to_dict(),
-                                 "generation": generation}
+        for item in new[:max(0, room)]:
+            self.pending[item.key] = item
         return min(len(new), max(0, room))
 
     def _loop(self, population, proposers, dispatcher, rng, feed: Feed, elapsed0) -> None:
@@ -244,7 +242,7 @@ class Campaign:
         """Whether some class has fewer evaluations submitted than it should keep ahead."""
         waiting: dict[str, int] = {}
         for item in self.pending.values():
-            waiting[item["island"]["hardware"]] = waiting.get(item["island"]["hardware"], 0) + 1
+            waiting[item.island.hardware] = waiting.get(item.island.hardware, 0) + 1
         return any(waiting.get(hw, 0) < n for hw, n in self._ahead(dispatcher).items())
 
     def _withdraw_unstarted(self, dispatcher, proposers, rng, feed: Feed, elapsed: float) -> None:
@@ -256,9 +254,9 @@ class Campaign:
         with open(self.out / "logs" / "not_started.jsonl", "a") as f:
             for key in taken:
                 item = self.pending.pop(key)
-                f.write(json.dumps({"eval_key": key, "generation": item["generation"],
-                                    "island": item["island"], "candidate_id": item["candidate"]["id"],
-                                    "proposer": item["candidate"].get("proposer", "")}) + "\n")
+                f.write(json.dumps({"eval_key": key, "generation": item.generation,
+                                    "island": dataclasses.asdict(item.island), "candidate_id": item.candidate.id,
+                                    "proposer": item.candidate.proposer}) + "\n")
         log.info("time budget spent: %d queued evaluations not started (logs/not_started.jsonl); "
                  "%d running ones finish", len(taken), len(self.pending))
         self.progress.note = f"time budget spent: {len(taken)} queued not started"
@@ -269,11 +267,10 @@ class Campaign:
         if item is None:
             log.warning("result for %s, which is not pending; ignored", key)
             return
-        island = Island(**item["island"])
-        cand = Candidate.from_dict(item["candidate"])
+        island, cand = item.island, item.candidate
         node = str((result.provenance.get("cluster") or {}).get("node_id", ""))
         where = Placement(campaign=self.cfg.campaign.name, problem_path=island.problem_path,
-                          generation=item["generation"], island=island.name, node_id=node, scale=island.scale)
+                          generation=item.generation, island=island.name, node_id=node, scale=island.scale)
         row = row_from_result(result, cand, where)
         population.append([row])   # the journal first, then the checkpoint
         del self.pending[key]

@@ -38,6 +38,28 @@ class Island:
         return f"{self.problem_id}@{self.hardware}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """One evaluation handed to the dispatcher and not yet in the journal: what a resume needs to send it again.
+    The checkpoint holds ``to_dict()``."""
+
+    island: Island
+    candidate: Candidate
+    generation: int
+
+    @property
+    def key(self) -> str:
+        return eval_key(self.island.problem_id, self.candidate.id, self.island.hardware)
+
+    def to_dict(self) -> dict:
+        return {"island": dataclasses.asdict(self.island), "candidate": self.candidate.to_dict(),
+                "generation": self.generation}
+
+    @staticmethod
+    def from_dict(d: Mapping) -> "Pending":
+        return Pending(Island(**d["island"]), Candidate.from_dict(d["candidate"]), int(d.get("generation", 0)))
+
+
 def build_proposers(cfg: CampaignConfig, out_dir: Path) -> list[tuple[ProposerSpec, Proposer]]:
     """One set of proposers; the campaign builds one set per hardware class, so that what a proposer has already
     proposed on one class does not keep it from proposing the same candidate on another."""
@@ -77,21 +99,21 @@ class Feed:
         limit = self.cfg.budget.max_generations
         return limit is None or self.cursors[hw] < limit * len(self.rings[hw])
 
-    def next(self, population: Population, hw: str, want: int, seen: set[str]) -> list[tuple[Island, Candidate, int]]:
+    def next(self, population: Population, hw: str, want: int, seen: set[str]) -> list[Pending]:
         """Up to about ``want`` new candidates for class ``hw``, asking its islands in turn until they are found or
         a whole turn brings nothing; each with the generation it was proposed in. ``seen`` (keys pending) grows."""
         ring = self.rings.get(hw) or []
-        out: list[tuple[Island, Candidate, int]] = []
+        out: list[Pending] = []
         dry = 0                                         # islands asked in a row that had nothing new
         while len(out) < want and dry < len(ring) and self.turns_left(hw):
             island = ring[self.cursors[hw] % len(ring)]
             generation = self.cursors[hw] // len(ring)
             self.cursors[hw] += 1
-            got = [(island, c, generation) for c in self._ask(population, island, seen)]
+            got = [Pending(island, c, generation) for c in self._ask(population, island, seen)]
             if self.cursors[hw] % len(ring) == 0:       # a turn completed: winners move between classes
                 turn = self.cursors[hw] // len(ring)
                 if turn % self.cfg.evolution.migration_every == 0:
-                    got += [(i, c, turn) for i, c in self._migrants(population, hw, seen)]
+                    got += [Pending(i, c, turn) for i, c in self._migrants(population, hw, seen)]
             dry = 0 if got else dry + 1
             out += got
         return out

@@ -66,3 +66,35 @@ def test_status_reports_throughput_from_the_journal(tmp_path: Path) -> None:
     assert tp["evaluations"] == 3 and set(tp["devices"]) == {"cpu:local:0", "cpu:local:1"}
     busy = sum(d["busy_s"] for d in tp["devices"].values())
     assert busy > 0 and tp["evaluations_per_device_hour"] > 0
+
+
+def test_an_interrupted_campaign_resumes_with_each_candidate_recorded_once(tmp_path: Path) -> None:
+    (tmp_path / "double.py").write_text(PROBLEM)
+    cands = tmp_path / "cands"
+    cands.mkdir()
+    for i in range(8):
+        (cands / f"double__{i}.py").write_text(f"sleep 0.05\n# {i}\n")
+    toml = tmp_path / "c.toml"
+    toml.write_text('[campaign]\nname = "resumed"\nout = "run"\n[budget]\nmax_evaluations = 8\nmax_minutes = 5\n'
+                    '[[problems]]\npath = "double.py"\n[[targets]]\nhardware = "cpu"\n'
+                    '[[proposers]]\nkind = "files"\ndir = "cands"\nper_generation = 1\n')
+    cfg, out = load_config(toml), tmp_path / "run"
+    factory = lambda cfg: LocalDispatcher({"cpu": 2}, scripted)  # noqa: E731
+    seen = []
+
+    def stop_after_two(p) -> None:
+        seen.append(p.done)
+        if p.done >= 2:
+            raise KeyboardInterrupt("stopped by the test")
+
+    try:
+        Campaign(cfg, out, local=True, dispatcher_factory=factory, on_progress=stop_after_two).run()
+    except KeyboardInterrupt:
+        pass
+    first = read_population(out).num_rows
+    in_flight = load_checkpoint(out).in_flight
+    assert 2 <= first < 8 and in_flight, "the interruption left work in flight to send again"
+    Campaign(cfg, out, local=True, dispatcher_factory=factory).run()
+    keys = read_population(out).column("eval_key").to_pylist()
+    assert len(keys) == len(set(keys)) == 8
+    assert set(in_flight) <= set(keys)
