@@ -79,11 +79,15 @@ def with_profile(result, req, ref, limits, cache_dir) -> Any:
     from pathlib import Path
 
     from evaluators.judge import Rejected, init_child
-    from evaluators.sandbox import Child, ChildFailed
+    from evaluators.sandbox import ChildFailed
+    from evaluators.warm import POOL
 
     extra: dict[str, Any]
     try:
-        with Child(limits, Path(cache_dir), label="profile") as child:
+        # a warm spare when one is ready (torch already imported), and another one started for the next evaluation
+        with POOL.take(limits, Path(cache_dir), "candidate") as child:
+            if POOL.retaining:
+                POOL.prepare(limits, Path(cache_dir), "candidate")
             path = child.scratch / "candidate.py"
             path.write_text(req.candidate_source)
             init_child(child, "candidate", ref, candidate_path=path, warmup=1)

@@ -30,11 +30,13 @@ def _code(role: str, prompt: str, body: dict) -> str:
     return fenced(leaky_module(f"torch.where(x > 0, x, x * self.negative_slope) + 0 * {n}"))
 
 
-@pytest.mark.parametrize("limit", ["tokens", "cost"])
-def test_budget_stops_the_proposer(tmp_path: Path, limit: str, caplog) -> None:
+@pytest.mark.parametrize("limit, provider", [("tokens", "anthropic"), ("cost", "anthropic"), ("tokens", "openai"),
+                                             ("cost", "openai")])
+def test_budget_stops_the_proposer(tmp_path: Path, limit: str, provider: str, caplog) -> None:
     budget = {"budget_tokens": 1} if limit == "tokens" else {"budget_cost_usd": 1e-9}
+    prices = {"price_input_per_mtok": 0.5, "price_output_per_mtok": 1.0} if provider == "openai" else {}
     with Loopback(_code) as lb:
-        p = proposer(lb, tmp_path, concurrency=1, roles=("coder",), **budget)
+        p = proposer(lb, tmp_path, provider, concurrency=1, roles=("coder",), **budget, **prices)
         with caplog.at_level(logging.WARNING, logger="proposers.llm.proposer"):
             first = p.propose(VIEW, 1)
             sent = len(lb.attempts)
@@ -54,18 +56,19 @@ def test_budget_is_shared_by_the_campaigns_proposers(tmp_path: Path) -> None:
     assert len(lb.attempts) == 1
 
 
-def test_restored_state_replays_cached_answers_and_sends_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_restored_state_replays_cached_answers_and_sends_nothing(tmp_path: Path, provider: str) -> None:
     with Loopback(_code) as lb:
-        a = proposer(lb, tmp_path, concurrency=2)
+        a = proposer(lb, tmp_path, provider, concurrency=2)
         saved = a.get_state()                         # the checkpoint before the driver was killed
         first = a.propose(VIEW, 2)
         mid = a.get_state()                           # a job still in flight is named in the state
         a._pool.shutdown(wait=True)                   # let it finish (and be cached) as the killed driver's did
         sent = len(lb.attempts)
-        b = proposer(lb, tmp_path, concurrency=2)
+        b = proposer(lb, tmp_path, provider, concurrency=2)
         b.set_state(saved)
         again = b.propose(VIEW, 2)
-        c = proposer(lb, tmp_path, concurrency=2)
+        c = proposer(lb, tmp_path, provider, concurrency=2)
         c.set_state(mid)
         rest = c.propose(VIEW, 1)
         assert len(lb.attempts) == sent == 3          # not one request more than the ideator and two coders
