@@ -305,3 +305,50 @@ def test_combined_rewrites_stay_exact(tmp_path, names):
                 return y, self.bn(self.conv(img))
         """, "[torch.randn(2, 5, 16), torch.randn(2, 3, 6, 6)]")
     assert_exact(p, names)
+
+
+_CONTAINERS = {
+    "plain": ("self.a = nn.Linear({n0}, {n1}); self.b = nn.Linear({n1}, {n2})", "self.b(self.a({x}))"),
+    "sequential": ("self.seq = nn.Sequential(nn.Linear({n0}, {n1}), nn.Linear({n1}, {n2}))", "self.seq({x})"),
+    "modulelist": ("self.l = nn.ModuleList([nn.Linear({n0}, {n1}), nn.Linear({n1}, {n2})])",
+                   "self.l[1](self.l[0]({x}))"),
+    "moduledict": ("self.d = nn.ModuleDict({{'a': nn.Linear({n0}, {n1}), 'b': nn.Linear({n1}, {n2})}})",
+                   "self.d['b'](self.d['a']({x}))"),
+}
+_SCALE_SPELLINGS = ["{y} * self.s", "torch.mul({y}, self.s)", "{y}.mul(self.s)", "{y} / (1.0 / self.s)"]
+_FLATTEN_SPELLINGS = ["x.view(x.size(0), -1)", "x.reshape(x.shape[0], -1)", "torch.flatten(x, 1)",
+                      "x.view(-1, x.size(1) * x.size(2))"]
+
+
+@SETTINGS
+@given(sizes=st.lists(st.integers(1, 12), min_size=3, max_size=3), container=st.sampled_from(sorted(_CONTAINERS)),
+       scale=st.sampled_from(_SCALE_SPELLINGS), flatten=st.sampled_from(_FLATTEN_SPELLINGS),
+       annotated=st.booleans(), keyword_default=st.booleans(), act=st.sampled_from(["", "F.relu", "torch.tanh"]))
+def test_real_code_spellings_rewrite_exactly(sizes, container, scale, flatten, annotated, keyword_default, act):
+    """The same computation written the ways real models write it (containers, functional or method calls,
+    sizes read in forward, annotations, keyword defaults) is rewritten exactly by the combined rewrites."""
+    n1, n2 = sizes[1], sizes[2]
+    n0 = 2 * sizes[0]
+    init, call = _CONTAINERS[container]
+    y = call.format(x="h", n0=n0, n1=n1, n2=n2)
+    out = scale.format(y=y)
+    if act:
+        out = f"{act}({out})"
+    sig = "self, x: torch.Tensor" if annotated else "self, x"
+    if keyword_default:
+        sig += ", *, bias: float = 0.25"
+        out = f"{out} + bias"
+    ret = " -> torch.Tensor" if annotated else ""
+    p = make_problem(tmpdir(), "spelled", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                {init.format(n0=n0, n1=n1, n2=n2)}
+                self.s = nn.Parameter(torch.empty({n2}).uniform_(0.5, 2.0))
+
+            def forward({sig}){ret}:
+                h = {flatten}
+                return {out}
+        """, f"[torch.randn(3, 2, {sizes[0]})]")
+    src = assert_exact(p, ["algebraic"])
+    assert src.split("---- generated ----")[1].count("linear(") == 1
