@@ -14,6 +14,7 @@ _REGISTRY: dict[str, str] = {
     "optuna": "proposers.optuna_tuner:OptunaProposer",
     "files": "proposers.files:FilesProposer",
     "fusion": "proposers.fusion.proposer:FusionProposer",
+    "cuda_graphs": "proposers.fusion.cuda_graphs:GraphsProposer",
     "llm": "proposers.llm:LLMProposer",
 }
 

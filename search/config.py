@@ -40,6 +40,7 @@ PROPOSER_OPTIONS: dict[str, dict[str, Any]] = {
     "optuna": {"sampler": str, "objective": str, "templates": tuple[str, ...], "seed": int},
     "files": {"dir": Path},
     "fusion": {},
+    "cuda_graphs": {"top": int},
     # the LLM swarm (proposers/llm); the budget's max_tokens and max_cost_usd and the campaign directory are added
     # by with_llm_context, not written here
     "llm": {"model": str, "provider": str, "base_url": str, "concurrency": int, "roles": tuple[str, ...],
