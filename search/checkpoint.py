@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
+import logging
+import os
 import random
 from collections.abc import Container, Mapping
 from pathlib import Path
@@ -20,12 +23,19 @@ import numpy as np
 
 from search import atomic
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_FILE = "checkpoint.json"
+BACKUP_FILE = "checkpoint.backup.json"   # the same state, written second: one damaged copy leaves the other
 FORMAT = 1
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be written (state not JSON-able) or read (damaged, or from a newer format)."""
+
+
+class NewerCheckpointError(CheckpointError):
+    """A checkpoint written by a newer version of the tool: not damage, so no other copy is tried."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,40 +58,84 @@ class Checkpoint:
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "Checkpoint":
         if d.get("format", FORMAT) > FORMAT:
-            raise CheckpointError(f"checkpoint format {d['format']} is newer than this tool's {FORMAT}; "
-                                  "upgrade kernelswarm to resume this campaign")
+            raise NewerCheckpointError(f"checkpoint format {d['format']} is newer than this tool's {FORMAT}; "
+                                       "upgrade kernelswarm to resume this campaign")
         names = {f.name for f in dataclasses.fields(Checkpoint)}
         return Checkpoint(**{k: v for k, v in d.items() if k in names})
 
 
+def _checksum(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
+
+
 def save_checkpoint(campaign_dir: str | Path, checkpoint: Checkpoint) -> Path:
-    """Write ``checkpoint`` atomically (temporary file, fsync, ``os.replace``); returns its path."""
+    """Write ``checkpoint`` atomically (temporary file, fsync, ``os.replace``), with a checksum of its content,
+    then the same again as ``BACKUP_FILE``; returns the path of the first."""
     path = Path(campaign_dir) / CHECKPOINT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     stamped = dataclasses.replace(checkpoint, written_at=dt.datetime.now(dt.timezone.utc).isoformat())
     try:
-        text = json.dumps(stamped.to_dict(), sort_keys=True, allow_nan=True)
+        body = json.loads(json.dumps(stamped.to_dict(), allow_nan=True))   # as a reader will see it
+        text = json.dumps({**body, "checksum": _checksum(body)}, sort_keys=True, allow_nan=True)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint state is not JSON-able: {e}; proposers' get_state() must return "
                               "JSON values") from None
-    for stale in path.parent.glob(f".{CHECKPOINT_FILE}.*.tmp"):   # left by a driver killed mid-write
-        stale.unlink(missing_ok=True)
+    for name in (CHECKPOINT_FILE, BACKUP_FILE):
+        for stale in path.parent.glob(f".{name}.*.tmp"):   # left by a driver killed mid-write
+            stale.unlink(missing_ok=True)
+    # the main file first: a crash between the two writes leaves it newer than the backup, never older
     atomic.write_text(path, text + "\n")
+    # the backup is replaced atomically but not fsynced (the main file is): it guards against later damage to the
+    # main file, and its checksum catches a backup that a power cut left incomplete
+    backup = path.with_name(BACKUP_FILE)
+    tmp = atomic.temp_name(backup)
+    tmp.write_text(text + "\n")
+    os.replace(tmp, backup)
     return path
 
 
+def _read(path: Path) -> Checkpoint:
+    """One checkpoint file, verified; CheckpointError says what is wrong with it."""
+    try:
+        d = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:   # unreadable, not UTF-8, not JSON (truncated, overwritten)
+        raise CheckpointError(f"{path.name} cannot be read ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path.name} holds {type(d).__name__}, not a checkpoint")
+    expected = d.pop("checksum", None)
+    if expected is not None and expected != _checksum(d):
+        raise CheckpointError(f"{path.name} does not match its checksum (its content was changed or damaged)")
+    try:
+        return Checkpoint.from_dict(d)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as e:   # a field of the wrong kind: e.g. "format" that is not a number
+        raise CheckpointError(f"{path.name} is not a checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+
+
 def load_checkpoint(campaign_dir: str | Path) -> Checkpoint | None:
-    """The last checkpoint written, or None when the campaign has none yet."""
-    path = Path(campaign_dir) / CHECKPOINT_FILE
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    """The last checkpoint written, or None when the campaign has none yet. A damaged or missing checkpoint file
+    is reported (logged as an error) and its backup copy used; CheckpointError when no copy can be used."""
+    directory = Path(campaign_dir)
+    present = [p for p in (directory / CHECKPOINT_FILE, directory / BACKUP_FILE) if p.exists()]
+    if not present:
         return None
-    try:
-        return Checkpoint.from_dict(json.loads(text))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"{path}: damaged checkpoint ({e}); the population is intact, move the file "
-                              "away to resume from the journal alone") from None
+    problems = [] if present[0].name == CHECKPOINT_FILE else [f"{CHECKPOINT_FILE} is missing"]
+    for path in present:
+        try:
+            checkpoint = _read(path)
+        except NewerCheckpointError:
+            raise
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        if problems:
+            log.error("%s: damaged checkpoint (%s); resuming from %s, written at %s, the last good copy",
+                      directory, "; ".join(problems), path.name, checkpoint.written_at or "an unknown time")
+        return checkpoint
+    raise CheckpointError(f"{directory}: damaged checkpoint, no usable copy ({'; '.join(problems)}); the population "
+                          f"is intact: move {' and '.join(p.name for p in present)} away to resume from the journal "
+                          "alone")
 
 
 def to_dispatch_again(checkpoint: Checkpoint | None, evaluated: Container[str]) -> dict[str, Any]:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 import logging
 import os
 import re
-import uuid
 from collections.abc import Hashable
 from pathlib import Path
 
@@ -21,6 +21,15 @@ log = logging.getLogger(__name__)
 POPULATION_DIR = "population"
 _PART = re.compile(r"^part-(\d{8})-([0-9a-f]{32})\.parquet$")
 _LOCK = ".writer.lock"
+_DAMAGED = ".damaged-"    # prefix of a part set aside as damaged: a dot name, so no reader lists it
+_HASHED = "c"             # at position 12 of a part's 32 hex digits: they are its content hash (a uuid4 has "4")
+
+
+def _content_name(data: bytes) -> str:
+    """The 32 hex digits naming a part: its SHA-256, marked as such. Parquet checksums cover data pages only; the
+    name covers the footer too (schema, offsets), where a flipped bit would otherwise go unseen or misread."""
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    return digest[:12] + _HASHED + digest[13:]
 
 
 def writer_alive(campaign_dir: str | Path) -> bool:
@@ -93,10 +102,12 @@ class MemoryStore(PopulationStore):
 class ParquetJournal(PopulationStore):
     """An append-only journal of Parquet parts in ``CAMPAIGN_DIR/population/``.
 
-    - Each ``append`` writes one new file ``part-<seq:08d>-<uuid>.parquet``: written under a dot-prefixed temporary
-      name in the same folder, fsynced, then ``os.replace``d. A part is either fully present or absent, and no
-      existing part is ever modified. pyarrow.dataset, pandas, DuckDB and polars read the folder as it is (they skip
-      dot-prefixed names and ``*.parquet`` globs do not match them).
+    - Each ``append`` writes one new file ``part-<seq:08d>-<hash>.parquet`` (its content hash; older parts carry a
+      uuid): written under a dot-prefixed temporary name in the same folder, fsynced, then ``os.replace``d. A part
+      is either fully present or absent, and no existing part is ever modified. pyarrow.dataset, pandas, DuckDB and
+      polars read the folder as it is (they skip dot-prefixed names and ``*.parquet`` globs do not match them).
+    - A part whose bytes no longer match (truncated, overwritten, a flipped bit) is reported and its rows left out;
+      the writer sets it aside as ``.damaged-<name>``.
     - One writer, the campaign driver, holds an exclusive ``flock`` on ``population/.writer.lock`` for as long as
       the journal is open for writing; the kernel releases it when the driver dies, even by SIGKILL.
     - Readers may be any process at any time. ``compact`` writes the merged part first and removes the merged parts
@@ -173,10 +184,12 @@ class ParquetJournal(PopulationStore):
         return path
 
     def _write(self, table: pa.Table) -> Path:
-        path = self.dir / f"part-{self._next_seq:08d}-{uuid.uuid4().hex}.parquet"
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd", row_group_size=256 * 1024, write_page_checksum=True)
+        data = sink.getvalue().to_pybytes()
+        path = self.dir / f"part-{self._next_seq:08d}-{_content_name(data)}.parquet"
         self._next_seq += 1
-        with atomic.replacing(path) as tmp:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=256 * 1024)
+        atomic.write_bytes(path, data)
         self._rows[path.name] = table.num_rows
         return path
 
@@ -187,11 +200,35 @@ class ParquetJournal(PopulationStore):
         for _ in range(20):
             listing = self.parts()
             try:
-                tables = [pq.ParquetFile(p).read() for p in listing if p.name not in known]
+                tables = [t for t in (self._read_part(p) for p in listing if p.name not in known) if t is not None]
             except FileNotFoundError:
                 continue
             return tables, frozenset(p.name for p in listing)
         raise RuntimeError(f"{self.dir}: parts kept vanishing while being read; is a compaction looping?")
+
+    def _read_part(self, path: Path) -> pa.Table | None:
+        """A part's rows, its bytes checked against the hash in its name (and each page against its checksum);
+        None for a damaged part (truncated, overwritten, bit rot), which is reported and, by the writer, set aside
+        under a dot name that no reader lists, so that pandas, DuckDB and the next resume read the rest."""
+        name_hash = _PART.match(path.name).group(2)
+        if name_hash[12] == _HASHED and _content_name(path.read_bytes()) != name_hash:
+            reason = "its bytes do not match the hash in its name"
+        else:
+            try:   # from the path, not from the bytes just hashed: pyarrow reads a file about twice as fast
+                return pq.ParquetFile(path, page_checksum_verification=True).read()
+            except FileNotFoundError:
+                raise
+            except (pa.ArrowException, OSError, ValueError) as e:
+                reason = " ".join(str(e).split())[:160] or type(e).__name__
+        aside = path.with_name(_DAMAGED + path.name)
+        if self._lock_fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, aside)
+                atomic.fsync_dir(self.dir)
+        log.error("%s: damaged population part (%s); its rows are left out and those evaluations run again if "
+                  "proposed%s", path, reason, f"; set aside as {aside.name}" if self._lock_fd is not None else
+                  "; the campaign driver sets it aside when it next opens the population")
+        return None
 
     def end(self) -> frozenset[str]:
         return frozenset(p.name for p in self.parts())
@@ -216,7 +253,10 @@ class ParquetJournal(PopulationStore):
             run.insert(0, p)
         if len(run) < min_parts:
             return None
-        merged = pa.concat_tables([pq.ParquetFile(p).read() for p in run], promote_options="default")
+        tables = [t for t in map(self._read_part, run) if t is not None]   # a damaged part is set aside
+        if not tables:
+            return None
+        merged = pa.concat_tables(tables, promote_options="default")
         path = self._write(conform(merged))
         for p in run:
             with contextlib.suppress(FileNotFoundError):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from popdata import row
 
-from search.checkpoint import (CHECKPOINT_FILE, Checkpoint, CheckpointError, load_checkpoint, restore_rng,
-                               rng_state, save_checkpoint, to_dispatch_again)
+from search.checkpoint import (BACKUP_FILE, CHECKPOINT_FILE, Checkpoint, CheckpointError, load_checkpoint,
+                               restore_rng, rng_state, save_checkpoint, to_dispatch_again)
 from search.population import Population
 
 
@@ -53,7 +53,7 @@ def test_non_json_state_is_refused_and_the_old_checkpoint_kept(tmp_path: Path) -
     with pytest.raises(CheckpointError, match="JSON"):
         save_checkpoint(tmp_path, Checkpoint(proposer_states={"p": object()}))
     assert load_checkpoint(tmp_path).generations == {"a": 1}
-    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CHECKPOINT_FILE, BACKUP_FILE])
 
 
 def test_damaged_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

@@ -38,4 +38,4 @@ def test_sigkill_during_checkpoint_writes(tmp_path: Path) -> None:
     assert last >= 0
     from search.checkpoint import Checkpoint, save_checkpoint
     save_checkpoint(tmp_path, Checkpoint())
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.backup.json", "checkpoint.json"]
