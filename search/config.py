@@ -46,7 +46,8 @@ PROPOSER_OPTIONS: dict[str, dict[str, Any]] = {
     "llm": {"model": str, "provider": str, "base_url": str, "concurrency": int, "roles": tuple[str, ...],
             "backends": tuple[str, ...], "ideas_per_call": int, "fix_rounds": int, "parents": int,
             "max_response_tokens": int, "temperature": float, "max_retries": int, "timeout_s": float,
-            "price_input_per_mtok": float, "price_output_per_mtok": float, "api_key_env": str, "guidance": str},
+            "price_input_per_mtok": float, "price_output_per_mtok": float, "api_key_env": str, "guidance": str,
+            "tune_trials": int},
 }
 _REQUIRED_OPTIONS = {"files": ("dir",)}
 
@@ -543,7 +544,7 @@ def _check_llm(r: _Reader, key: str, options: dict[str, Any]) -> None:
         if name in options and options[name] < 1:
             r.fail(f"{key}.{name}", f"must be >= 1, got {options[name]}")
     for name in ("fix_rounds", "parents", "max_retries", "temperature", "timeout_s", "price_input_per_mtok",
-                 "price_output_per_mtok"):
+                 "price_output_per_mtok", "tune_trials"):
         if name in options and options[name] < 0:
             r.fail(f"{key}.{name}", f"must be >= 0, got {options[name]}")
     if options.get("provider") == "openai" and "base_url" not in options:

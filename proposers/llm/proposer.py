@@ -30,6 +30,7 @@ from proposers.llm.clients import ChatError, ChatReply, ChatRequest, make_client
 from proposers.llm.extract import NoCode, detect_backend, extract_code, space_manifest
 from proposers.llm.guidance import read_guidance
 from proposers.llm.store import Ledger, ResponseCache, cost_usd, price_for
+from proposers.llm.tuning import SpaceTuner
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class LLMProposer(Proposer):
                  temperature: float | None = None, max_retries: int = 4, timeout_s: float = 300.0,
                  price_input_per_mtok: float | None = None, price_output_per_mtok: float | None = None,
                  api_key_env: str | None = None, campaign_dir: str = ".", budget_tokens: int | None = None,
-                 budget_cost_usd: float | None = None, guidance: str = "", env: Mapping[str, str] | None = None):
+                 budget_cost_usd: float | None = None, guidance: str = "", tune_trials: int = 8,
+                 env: Mapping[str, str] | None = None):
         unknown = set(roles) - set(ROLES)
         if unknown or "coder" not in roles:
             raise ValueError(f"llm roles must include 'coder' and be among {', '.join(ROLES)}; got {list(roles)}")
@@ -79,6 +81,7 @@ class LLMProposer(Proposer):
             log.warning("llm proposer: no price known for model %r; cost counts as 0 (set price_input_per_mtok and "
                         "price_output_per_mtok)", model)
         self.cache, self.ledger = ResponseCache(self.campaign_dir), Ledger(self.campaign_dir)
+        self._tuner = SpaceTuner(self.campaign_dir, tune_trials)
         self._pool: cf.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._jobs: list[_Job] = []
@@ -147,7 +150,7 @@ class LLMProposer(Proposer):
         if self.client is None or budget <= 0:
             return []
         pid = view.problem_id
-        out = self._harvest(view, budget)
+        out = self._harvest(view, budget) + self._tuned(view, budget)
         tasks = self._restored.pop(pid, [])
         while len(out) + self._in_flight(pid) + len(tasks) < budget and self._in_flight() + len(tasks) < self.concurrency:
             task = self._next_task(view)
@@ -160,6 +163,21 @@ class LLMProposer(Proposer):
             cf.wait([j.future for j in self._jobs if j.problem_id == pid], return_when=cf.FIRST_COMPLETED)
             out = self._harvest(view, budget)
         return out
+
+    def _tuned(self, view: ProblemView, budget: int) -> list[Candidate]:
+        """Points of accepted candidates' SPACE manifests, from Optuna: no request needed."""
+        out: list[Candidate] = []
+        while len(out) < budget:
+            points = self._tuner.ask(view.problem_id, view.hardware)
+            if not points:
+                break
+            for source, point, meta, parent, ref in points:
+                cand = self._candidate(view, {"source": source, "parent_ids": [parent],
+                                              "meta": {**meta, "role": "tuner", "point": point}})
+                if cand is not None:
+                    self._tuner.remember(cand.id, ref)
+                    out.append(cand)
+        return out[:budget]
 
     def _in_flight(self, pid: str | None = None) -> int:
         return sum(1 for j in self._jobs if pid is None or j.problem_id == pid)
@@ -288,10 +306,15 @@ class LLMProposer(Proposer):
 
     def observe(self, results) -> None:
         for cand, result in results:
-            if cand.id not in self._proposed or "fixer" not in self.roles:
+            if cand.id not in self._proposed:
+                continue
+            self._tuner.tell(cand.id, result)
+            meta = (cand.params.get("llm") or {})
+            if result.status.accepted and cand.params.get("space") and meta.get("role") != "tuner":
+                self._tuner.adopt(cand, cand.params["space"])
+            if "fixer" not in self.roles:
                 continue
             status = result.status.value
-            meta = (cand.params.get("llm") or {})
             round_ = int(meta.get("fix_round", 0)) + 1
             if status in _NOT_FIXABLE or round_ > self.fix_rounds:
                 continue
@@ -311,7 +334,7 @@ class LLMProposer(Proposer):
         t = self.ledger.totals()
         return copy.deepcopy({"proposed": sorted(self._proposed), "sources": sorted(self._sources),
                               "fixes": self._fixes, "ideas": self._ideas, "attempts": self._attempts,
-                              "in_flight": in_flight,
+                              "in_flight": in_flight, "tuner": self._tuner.get_state(),
                               "usage": {"requests": t.requests, "tokens": t.tokens, "cost_usd": t.cost_usd}})
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -322,3 +345,4 @@ class LLMProposer(Proposer):
         self._ideas = {k: list(v) for k, v in state.get("ideas", {}).items()}
         self._attempts = dict(state.get("attempts", {}))
         self._restored = {k: list(v) for k, v in state.get("in_flight", {}).items()}
+        self._tuner.set_state(state.get("tuner") or {})
