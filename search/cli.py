@@ -172,9 +172,12 @@ def _live_run(cfg, out_dir: Path, address: Optional[str], local: bool = False) -
     from rich.live import Live
 
     from search.campaign import Campaign
+    from search.checkpoint import CheckpointError
     from search.export import export
+    from search.journal import JournalLockedError
     from search.report import report
     from search.scheduler import NoDevice
+    from search.schema import SchemaError
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if address is None and os.environ.get("RAY_ADDRESS"):
@@ -190,6 +193,8 @@ def _live_run(cfg, out_dir: Path, address: Optional[str], local: bool = False) -
             show(progress)
     except NoDevice as e:             # no node (or, with --local, no local device) of a target class
         _fail(" ".join(str(e).split()))
+    except (CheckpointError, SchemaError, JournalLockedError) as e:   # a campaign directory it cannot carry on
+        _fail(f"{out_dir}: {e}")
     except KeyboardInterrupt:
         err.print(f"interrupted: the campaign directory {out_dir} is consistent; carry on with "
                   f"`kswarm resume {out_dir}`")
@@ -270,10 +275,12 @@ def resume(directory: Path = typer.Argument(..., help="a campaign directory"),
 def status(directory: Path = typer.Argument(..., help="a campaign directory"),
            as_json: bool = _JSON) -> None:
     """Evaluations by status, the best speedup per problem and hardware, and the checkpoint."""
+    from search.checkpoint import CheckpointError
+    from search.schema import SchemaError
     from search.status import campaign_status
     try:
         st = campaign_status(directory)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, CheckpointError, SchemaError) as e:
         _fail(str(e))
     if as_json:
         sys.stdout.write(json.dumps(st, indent=2, sort_keys=True, default=str) + "\n")

@@ -496,11 +496,11 @@ def _recorded(snapshot: Path) -> Any:
 
 def never_started(directory: str | Path) -> bool:
     """No evaluation recorded, none dispatched (no checkpoint) and no live driver: nothing a resume would need."""
-    from search.checkpoint import CHECKPOINT_FILE
+    from search.checkpoint import BACKUP_FILE, CHECKPOINT_FILE
     from search.journal import ParquetJournal, writer_alive
     directory = Path(directory)
-    return (not (directory / CHECKPOINT_FILE).exists() and not ParquetJournal(directory).parts()
-            and not writer_alive(directory))
+    return (not any((directory / f).exists() for f in (CHECKPOINT_FILE, BACKUP_FILE))
+            and not ParquetJournal(directory).parts() and not writer_alive(directory))
 
 
 def forget_unstarted(directory: str | Path) -> bool:

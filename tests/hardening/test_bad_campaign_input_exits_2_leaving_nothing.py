@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from search.checkpoint import Checkpoint, save_checkpoint
+from search.checkpoint import BACKUP_FILE, CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from search.config import ConfigError, forget_unstarted, load_config, load_snapshot, write_snapshot
 from search.journal import ParquetJournal
 from search.population import Population
@@ -138,3 +138,14 @@ def test_a_campaign_that_started_is_never_replaced(folder: Path, started_by: str
         if journal is not None:
             journal.close()
     assert [t.hardware for t in load_snapshot(run).targets] == ["h100"]
+
+
+@pytest.mark.parametrize("command", [["status"], ["resume", "--local"]])
+def test_a_campaign_whose_checkpoint_copies_are_both_damaged_is_one_line_exit_2(folder: Path, command) -> None:
+    run = folder / "out"
+    write_snapshot(_config(folder, "cpu"), run)
+    save_checkpoint(run, Checkpoint(generations={"campaign": 2}))
+    for name in (CHECKPOINT_FILE, BACKUP_FILE):
+        (run / name).write_bytes(b'{"format": 1, "genera')
+    line = assert_one_line_exit_2(kswarm(command[0], str(run), *command[1:], cwd=folder), "damaged checkpoint")
+    assert "journal alone" in line
