@@ -24,6 +24,7 @@ from proposers.rewrites import match
 from proposers.rewrites.problem import node_shape
 
 REDUCTIONS = ("sum", "mean", "amax", "amin", "logsumexp")
+EVAL_ONLY_MODULES = (nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 NORMALIZERS = ("softmax", "log_softmax", "layer_norm", "group_norm")
 
 
@@ -41,7 +42,10 @@ class Operand:
 
 @dataclasses.dataclass
 class Step:
-    """``<name> = op(args)``: ``args`` are ("v", name) chain values, ("o", j) operands or ("lit", x) numbers."""
+    """``<name> = op(args)``: ``args`` are ("v", name) chain values, ("o", j) operands or ("lit", x) numbers.
+
+    ``batch_norm`` (a BatchNorm module in eval mode: running statistics and affine per channel) and ``identity`` for
+    a Dropout module hold only in eval mode; ``EVAL_ONLY`` names them."""
 
     name: str
     op: str
@@ -224,6 +228,16 @@ class _Builder:
              reduced: bool) -> Step | None:
         if node_shape(n) != tuple(out_shape) or _dtype(n) != torch.float32:
             return None
+        mod = match.module_of(n, self.gm)
+        if mod is not None and not reduced and n.args and isinstance(n.args[0], fx.Node) and n.args[0] in self.values:
+            src = self.operand(n.args[0], out_shape, phase, mode, reduced)
+            if isinstance(mod, nn.Dropout):          # identity in eval mode; the candidate runs eval only
+                return Step(name, "identity", (), [src], n)
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and mod.affine \
+                    and mod.track_running_stats and len(out_shape) >= 2 and out_shape[1] == mod.num_features:
+                args = [src] + [self._add("chan", attr=f"{n.target}.{a}")
+                                for a in ("running_mean", "running_var", "weight", "bias")]
+                return Step(name, "batch_norm", (float(mod.eps),), args, n)
         e = ops.elementwise(n, self.gm)
         if e is None:
             return None

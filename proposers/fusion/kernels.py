@@ -41,7 +41,10 @@ class Ctx:
         out = []
         for s in steps:
             a = [n if k == "v" else lit(n) if k == "lit" else self.operand(n) for k, n in s.args]
-            if s.op == "cube":
+            if s.op == "batch_norm":
+                x, mean, var, w, b = a
+                expr = f"(({x} - {mean}) * (1.0 / tl.sqrt({var} + {lit(s.extra[0])})) * {w} + {b})"
+            elif s.op == "cube":
                 expr = f"({a[0]} * {a[0]} * {a[0]})"
             elif s.op in ops.BINARY:
                 expr = ops.binary_expr(s.op, a[0], a[1])

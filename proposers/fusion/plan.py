@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 
 from proposers.fusion import kernels, ops
-from proposers.fusion.chain import NORMALIZERS, REDUCTIONS, Chain, Operand, Step, find_chain
+from proposers.fusion.chain import EVAL_ONLY_MODULES, NORMALIZERS, REDUCTIONS, Chain, Operand, Step, find_chain
 from proposers.rewrites import match
 from proposers.rewrites.codegen import Emission, render as render_graph
 from proposers.rewrites.problem import Traced, node_shape
@@ -266,6 +266,8 @@ def render(traced: Traced, segments: list[Segment], point: dict[str, Any], title
         call.meta = dict(out.meta)
         out.replace_all_uses_with(call)
         replaced[out] = call
+    em.eval_only = sorted({n.target for seg in segments for n in seg.chain.nodes if n.op == "call_module"
+                           and isinstance(match.module_of(n, traced.gm), EVAL_ONLY_MODULES)})
     graph.eliminate_dead_code()
     graph.lint()
     gm.recompile()

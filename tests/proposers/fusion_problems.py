@@ -1,6 +1,7 @@
 """Random KernelBench-style problems for the fusion generator's tests: an anchor (a linear layer, a matmul with a
 weight, a convolution or the input itself), a chain of elementwise steps, at most one row operation and steps after
-it. ``problem_source(spec)`` writes the problem file; ``specs()`` is the hypothesis strategy of specs."""
+it. ``problem_source(spec)`` writes the problem file; ``specs()`` is the hypothesis strategy of specs. The models
+are meant to run in eval mode, as the evaluator runs them (BatchNorm on running statistics, Dropout the identity)."""
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ UNARY = {
 BINARY = {
     "add_bias": "x + self.bias", "mul_scale": "x * self.scale", "div_lit": "x / 2.5", "sub_t": "x - self.shift",
     "residual": "x + r", "max_t": "torch.max(x, self.floor)",
+    "bn": "self.bn(x)", "dropout": "self.drop(x)",     # eval mode: running statistics; identity
 }
 AFTER_REDUCTION = {"mul_scale": "x * self.scale", "div_lit": "x / 2.5", "tanh": "torch.tanh(x)",
                    "relu": "torch.relu(x)", "gelu": "torch.nn.functional.gelu(x)"}
@@ -42,7 +44,10 @@ def problem_source(spec: dict) -> str:
     chan = "(n, 1, 1)" if anchor == "conv" else "(n,)"
     init = [f"self.bias = nn.Parameter(torch.randn{chan})", "self.scale = 1.7",
             "self.shift = nn.Parameter(torch.randn(1))", "self.floor = nn.Parameter(torch.full((1,), -0.2))",
-            f"self.gn = nn.GroupNorm({groups}, n)", "self.ln = nn.LayerNorm(n)"]
+            f"self.gn = nn.GroupNorm({groups}, n)", "self.ln = nn.LayerNorm(n)",
+            f"self.bn = nn.BatchNorm{'2' if anchor == 'conv' else '1'}d(n)", "self.drop = nn.Dropout(0.3)",
+            "self.bn.running_mean.uniform_(-1.0, 1.0)", "self.bn.running_var.uniform_(0.5, 2.0)",
+            "nn.init.uniform_(self.bn.weight, 0.5, 1.5)", "nn.init.uniform_(self.bn.bias, -0.5, 0.5)"]
     if anchor == "linear":
         init.insert(0, f"self.lin = nn.Linear(k, n, bias={spec['bias']})")
         first, inputs = ["x = self.lin(x)"], "[torch.randn(m, k)]"
