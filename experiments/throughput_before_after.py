@@ -1,0 +1,102 @@
+"""A campaign's evaluations per hour, before and after a change, measured in one run on one machine.
+
+The tree at ``--before`` (a commit; extracted with ``git archive``, the working tree is untouched) and the current
+tree run the same campaign file, with the same budget, alternately (before, after, before, after, ...), each in a
+fresh campaign directory, so that drift in the machine's load hits both. Each run's rate is its journal's rows over
+its checkpoint's elapsed time. Run from the repository root:
+
+    RAY_AUTH_MODE=disabled .venv/bin/python experiments/throughput_before_after.py \\
+        --campaign experiments/campaigns/offline_suite_cpu.toml --minutes 5 --rounds 2
+
+It prints a markdown table: per run, the evaluations, minutes and evaluations per hour; then the ratio of the means.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def extract(commit: str, dest: Path) -> Path:
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    blob = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(dest)
+    return dest
+
+
+def campaign_copy(src: Path, tree: Path, minutes: float, work: Path, label: str) -> Path:
+    """The campaign file for ``tree``: its problem paths made absolute inside that tree, the budget's minutes set."""
+    rel = src.parent.relative_to(REPO)
+
+    def absolute(m: re.Match) -> str:
+        return f'path = "{(tree / rel / m.group(1)).resolve()}"'
+
+    text = re.sub(r'(?m)^path\s*=\s*"([^"]+)"', absolute, src.read_text())
+    text = re.sub(r"(?m)^max_minutes\s*=.*$", f"max_minutes = {minutes:g}", text)
+    dest = work / f"{label}_{src.name}"
+    dest.write_text(text)
+    return dest
+
+
+def run_once(tree: Path, toml: Path, out_dir: Path, limit_s: float) -> tuple[int, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    with open(out_dir.parent / f"{out_dir.name}.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "search.cli", "run", str(toml), "--out", str(out_dir)], cwd=tree,
+                       env=env, stdout=log, stderr=subprocess.STDOUT, timeout=limit_s, start_new_session=True)
+    import pyarrow.parquet as pq
+    rows = sum(pq.read_metadata(p).num_rows for p in (out_dir / "population").glob("*.parquet"))
+    elapsed = json.loads((out_dir / "checkpoint.json").read_text())["elapsed_s"]
+    return rows, elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--before", default="8ed11e2", help="the commit to compare with (default: before issue 9)")
+    ap.add_argument("--campaign", default="experiments/campaigns/offline_suite_cpu.toml")
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--work", default=str(REPO / "tmp" / "before_after"))
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    src = (REPO / args.campaign).resolve()
+    trees = {"before": extract(args.before, work / "tree_before"), "after": REPO}
+    tomls = {k: campaign_copy(src, t, args.minutes, work, k) for k, t in trees.items()}
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
+    rates: dict[str, list[float]] = {"before": [], "after": []}
+    lines = []
+    for r in range(args.rounds):
+        for label in ("before", "after"):
+            out = work / f"{label}_{r}"
+            shutil.rmtree(out, ignore_errors=True)
+            rows, elapsed = run_once(trees[label], tomls[label], out, args.minutes * 60 * 3 + 600)
+            rates[label].append(rows * 3600 / elapsed)
+            lines.append(f"| {label} | {r} | {rows} | {elapsed / 60:.1f} | {rates[label][-1]:.0f} |")
+            sys.stderr.write(lines[-1] + "\n")
+    load = os.getloadavg()
+    sys.stdout.write(f"campaign {args.campaign}, {args.minutes:g} min each; before {args.before}, after {head}; "
+                     f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} at the end\n\n")
+    sys.stdout.write("| tree | round | evaluations | minutes | evaluations/hour |\n|---|---|---|---|---|\n")
+    sys.stdout.write("\n".join(lines) + "\n\n")
+    b, a = statistics.mean(rates["before"]), statistics.mean(rates["after"])
+    sys.stdout.write(f"mean evaluations/hour: before {b:.0f}, after {a:.0f}; ratio {a / b:.2f}\n")
+
+
+if __name__ == "__main__":
+    main()
