@@ -108,6 +108,21 @@ class ProposerSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class SandboxSection:
+    """``[sandbox]``: limits of a candidate's process tree, folded into the verify policy, whose defaults apply to
+    what is not set. ``[verify]`` takes the same limits under the policy's names; each may be set in one place."""
+
+    wall_clock_s: float | None = dataclasses.field(default=None, metadata={"min": 0.0, "exclusive": True})
+    memory_mb: int | None = dataclasses.field(default=None, metadata=_positive())   # the floor of the memory limit
+    max_processes: int | None = dataclasses.field(default=None, metadata=_positive())
+    max_file_mb: int | None = dataclasses.field(default=None, metadata={"min": 1, "max": 2**43})
+
+
+_SANDBOX_TO_VERIFY = {"wall_clock_s": "timeout_s", "memory_mb": "memory_mb", "max_processes": "max_processes",
+                      "max_file_mb": "max_file_mb"}
+
+
+@dataclasses.dataclass(frozen=True)
 class Evolution:
     population_per_island: int = dataclasses.field(default=32, metadata=_positive())
     parents: int = dataclasses.field(default=4, metadata=_positive())
@@ -307,7 +322,7 @@ def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignC
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{file}: not valid TOML: {' '.join(str(e).split())}") from None
     r = _Reader(file)
-    sections = {"campaign", "budget", "problems", "targets", "proposers", "verify", "timing", "evolution"}
+    sections = {"campaign", "budget", "problems", "targets", "proposers", "verify", "sandbox", "timing", "evolution"}
     for required in ("campaign", "budget", "problems", "targets", "proposers"):
         if required not in data:
             r.fail(required, f"missing; add a [{required}] table" if required in ("campaign", "budget")
@@ -341,10 +356,23 @@ def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignC
                        for i, p in enumerate(r.array_of_tables(data["problems"], "problems"))),
         targets=targets,
         proposers=_proposers(r, r.array_of_tables(data["proposers"], "proposers")),
-        verify=r.dataclass(VerifyPolicy, data.get("verify", {}), "verify"),
+        verify=_verify_policy(r, data),
         timing=r.dataclass(TimingPolicy, data.get("timing", {}), "timing"),
         evolution=r.dataclass(Evolution, data.get("evolution", {}), "evolution"),
     ))
+
+
+def _verify_policy(r: _Reader, data: dict[str, Any]) -> VerifyPolicy:
+    """``[verify]`` with the limits of ``[sandbox]`` folded in."""
+    table = r.table(data.get("verify", {}), "verify")
+    sandbox = r.dataclass(SandboxSection, data.get("sandbox", {}), "sandbox")
+    for key, name in _SANDBOX_TO_VERIFY.items():
+        if getattr(sandbox, key) is None:
+            continue
+        if name in table:
+            r.fail(f"sandbox.{key}", f"also set as verify.{name}; keep one of the two")
+        table[name] = getattr(sandbox, key)
+    return r.dataclass(VerifyPolicy, table, "verify")
 
 
 def _problem(r: _Reader, data: dict[str, Any], key: str) -> ProblemSpec:

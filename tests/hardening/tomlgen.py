@@ -9,13 +9,13 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-SECTIONS = ("campaign", "budget", "problems", "targets", "proposers", "verify", "timing", "evolution")
+SECTIONS = ("campaign", "budget", "problems", "targets", "proposers", "verify", "sandbox", "timing", "evolution")
 KNOWN_KEYS = ("name", "out", "seed", "max_evaluations", "max_minutes", "max_generations", "max_tokens",
               "max_cost_usd", "path", "scale", "levels", "hardware", "wait_s", "kind", "per_generation",
               "compile_limit", "sampler", "objective", "templates", "dir", "trials", "probes", "atol_fp32",
               "static", "timeout_s", "memory_mb", "max_processes", "max_file_mb", "seed", "extra_writable",
               "confine_writes", "warmup", "min_samples", "ci_target", "baselines", "rounds",
-              "population_per_island", "parents", "migration_every", "migrants", "near_duplicate")
+              "population_per_island", "parents", "migration_every", "migrants", "near_duplicate", "wall_clock_s")
 
 
 def toml_string(s: str) -> str:
