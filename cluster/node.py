@@ -90,10 +90,13 @@ def node_start(
     extra: Sequence[str] = (),
     dry_run: bool = False,
     devices: Sequence[hardware.Device] | None = None,
+    replace_process: bool = False,
 ) -> tuple[list[str], int | None]:
     """Detect this node's devices (unless given) and run ``ray start`` for them.
 
     Returns the command and ``ray start``'s exit code, or ``None`` for the code on a dry run, which runs nothing.
+    ``replace_process`` execs ``ray start`` in this process instead (the CLI does: a signal to ``kswarm node start
+    -- --block`` then reaches Ray itself, which stops the node's processes), and so does not return.
     """
     _check_role(head, address, port)
     devices = hardware.detect_devices() if devices is None else devices
@@ -104,6 +107,10 @@ def node_start(
     if dry_run:
         return cmd, None
     logger.info("running %s", shlex.join(cmd))
+    if replace_process:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execvpe(cmd[0], cmd, node_env(os.environ))
     return cmd, subprocess.run(cmd, check=False, env=node_env(os.environ)).returncode
 
 
@@ -130,9 +137,13 @@ def node_start_cli(
     ``extra`` goes to ``ray start`` as given (``--block``, ports, ``--object-store-memory``, ...)."""
     try:
         cmd, code = node_start(head=head, address=address, temp_dir=temp_dir, port=port, num_cpus=num_cpus,
-                               dashboard_port=dashboard_port, extra=extra, dry_run=dry_run)
+                               dashboard_port=dashboard_port, extra=extra, dry_run=dry_run, replace_process=True)
     except ValueError as exc:    # TempDirTooLong included
         sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except OSError as exc:       # no ray to exec
+        sys.stderr.write(f"error: could not run ray start ({exc}); install Ray in this environment "
+                         f"(pip install 'ray[default]') or put its ray on PATH\n")
         return 2
     if dry_run:
         sys.stdout.write(shlex.join(cmd) + "\n")
