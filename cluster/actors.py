@@ -22,7 +22,7 @@ from cluster import hardware
 from evaluators.machines import nvidia_driver_version
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
-from search.scheduler import accepts_timing_slot, call_evaluate
+from search.protocol import accepts_timing_slot, call_evaluate
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from cluster import actors
 from cluster.pool import EvaluatorPool, HardwareUnavailable, Slot, wait_for_hardware
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
-from search.scheduler import Scheduler, poisoned, stamped
+from search.protocol import poisoned, stamped
+from search.scheduler import Scheduler
 
 __all__ = ["Dispatcher", "HardwareUnavailable", "poisons_device"]
 

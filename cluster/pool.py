@@ -15,7 +15,7 @@ from typing import Any
 import ray
 
 from cluster import actors, hardware
-from search.scheduler import NoDevice
+from search.protocol import NoDevice
 
 logger = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from search.config import CampaignConfig
 from search.feed import INBOX, Feed, Island, Pending, build_proposers, default_cores
 from search.island_view import IslandView
 from search.population import Population
+from search.protocol import Dispatch
 from search.schema import Placement, row_from_result
 from search.throughput import Throughput
 
@@ -153,7 +154,7 @@ class Campaign:
             handler.close()
         return self.progress
 
-    def _dispatcher(self):
+    def _dispatcher(self) -> Dispatch:
         if self.dispatcher_factory is not None:
             return self.dispatcher_factory(self.cfg)
         slots = {t.hardware: self.cfg.verify_slots(t.hardware) for t in self.cfg.targets}

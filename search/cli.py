@@ -176,7 +176,7 @@ def _live_run(cfg, out_dir: Path, address: Optional[str], local: bool = False) -
     from search.export import export
     from search.journal import JournalLockedError
     from search.report import report
-    from search.scheduler import NoDevice
+    from search.protocol import NoDevice
     from search.schema import SchemaError
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from evaluators.result import EvalResult
-from search.scheduler import NoDevice, Scheduler, Ticket, accepts_timing_slot, call_evaluate, stamped
+from search.protocol import NoDevice, accepts_timing_slot, call_evaluate, stamped
+from search.scheduler import Scheduler, Ticket
 
 log = logging.getLogger(__name__)
 

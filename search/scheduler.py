@@ -14,74 +14,24 @@ Ray) tells it what happened, with the time, and asks it what to start. Contract:
 - an evaluation running longer than ``timeout_s`` is delivered as ``timeout`` and its device is doomed: the adapter
   kills the worker (``take_doomed``) and may add a fresh one; so is a device whose result says it is poisoned.
 
-Each start is a ticket: results come back by ticket, so a late answer from a killed worker is ignored.
+Each start is a ticket: results come back by ticket, so a late answer from a killed worker is ignored. What the
+campaign asks of a dispatcher, and the evaluator's side of the joint, are in ``search.protocol``.
 """
 from __future__ import annotations
 
 import dataclasses
 import heapq
-import inspect
 import itertools
 import logging
-import re
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from evaluators.result import EvalResult, Status
+from search.protocol import poisoned
 
 log = logging.getLogger(__name__)
 
 Stage = Literal["precheck", "evaluate"]
-
-
-class NoDevice(RuntimeError):
-    """A target hardware class with no device to run on; the message says what to do."""
-
-
-class Dispatch(Protocol):
-    """What the campaign needs of a dispatcher; ``search.local_dispatch`` and ``cluster.dispatch`` implement it."""
-
-    def submit(self, key: str, request: Any, hardware: str, priority: int = 0) -> None: ...
-
-    def poll(self, timeout: float | None = None) -> list[tuple[str, str, EvalResult]]: ...
-
-    def withdraw(self) -> list[str]: ...
-
-    def in_flight(self) -> set[str]: ...
-
-    def capacity(self) -> dict[str, int]: ...
-
-    def shutdown(self) -> None: ...
-
-
-def poisoned(result: EvalResult) -> bool:
-    """Whether the device context may be unusable after ``result``, so its worker must not be reused.
-
-    The evaluator says so with the result's ``device_poisoned`` flag. A result type without that field (an
-    evaluator older than the flag) is read by the old rule: a crash whose reason names a device error."""
-    flag = getattr(result, "device_poisoned", None)
-    if flag is not None:
-        return bool(flag)
-    return result.status is Status.CRASHED and bool(_LEGACY_POISON.search(result.reason))
-
-
-_LEGACY_POISON = re.compile(r"cuda|cudnn|cublas|illegal memory access|device-side assert|launch failure",
-                            re.IGNORECASE)
-
-
-def accepts_timing_slot(fn: Callable[..., Any]) -> bool:
-    """Whether ``fn`` takes the ``timing_slot`` keyword (the evaluator's contract for the exclusive timing phase)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "timing_slot" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def call_evaluate(fn: Callable[..., EvalResult], request: Any, timing_slot: Any, takes_slot: bool) -> EvalResult:
-    """``fn(request)``, with the device's timing lock when ``fn`` takes one."""
-    return fn(request, timing_slot=timing_slot) if takes_slot else fn(request)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -430,14 +380,3 @@ class Scheduler:
 def _device_of(request: Any) -> str:
     return getattr(request, "device", "cpu")
 
-
-def stamped(result: EvalResult, timing: Timing, wall_offset: float) -> EvalResult:
-    """``result`` with ``provenance["schedule"]``: the device and the times (Unix seconds) the scheduler saw.
-    ``wall_offset`` turns the scheduler's clock into Unix time."""
-    def wall(t: float | None) -> float | None:
-        return None if t is None else round(t + wall_offset, 6)
-    schedule = {"device_id": timing.device, "submitted_at": wall(timing.submitted_at),
-                "started_at": wall(timing.started_at), "ended_at": wall(timing.ended_at),
-                "precheck_s": round(timing.precheck_s, 6), "queue_s": round(timing.queue_s, 6),
-                "attempts": timing.attempts}
-    return dataclasses.replace(result, provenance={**result.provenance, "schedule": schedule})

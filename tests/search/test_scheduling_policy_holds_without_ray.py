@@ -10,7 +10,8 @@ from _scripted import drain, precheck, request, scripted
 
 from evaluators.result import EvalResult, Status
 from search.local_dispatch import LocalDispatcher
-from search.scheduler import NoDevice, Scheduler, poisoned
+from search.protocol import NoDevice, poisoned
+from search.scheduler import Scheduler
 
 
 def test_one_device_takes_the_lowest_priority_first() -> None:

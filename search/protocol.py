@@ -1,0 +1,76 @@
+"""The joints of dispatch: what the campaign asks of a dispatcher, how an evaluate function is called with the
+device's timing slot, what makes a device poisoned, and how a result carries the scheduler's account of its time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from evaluators.result import EvalResult, Status
+
+if TYPE_CHECKING:
+    from search.scheduler import Timing
+
+
+class NoDevice(RuntimeError):
+    """A target hardware class with no device to run on; the message says what to do."""
+
+
+class Dispatch(Protocol):
+    """What the campaign needs of a dispatcher; ``search.local_dispatch`` and ``cluster.dispatch`` implement it."""
+
+    def submit(self, key: str, request: Any, hardware: str, priority: int = 0) -> None: ...
+
+    def poll(self, timeout: float | None = None) -> list[tuple[str, str, EvalResult]]: ...
+
+    def withdraw(self) -> list[str]: ...
+
+    def in_flight(self) -> set[str]: ...
+
+    def capacity(self) -> dict[str, int]: ...
+
+    def shutdown(self) -> None: ...
+
+
+def poisoned(result: EvalResult) -> bool:
+    """Whether the device context may be unusable after ``result``, so its worker must not be reused.
+
+    The evaluator says so with the result's ``device_poisoned`` flag. A result type without that field (an
+    evaluator older than the flag) is read by the old rule: a crash whose reason names a device error."""
+    flag = getattr(result, "device_poisoned", None)
+    if flag is not None:
+        return bool(flag)
+    return result.status is Status.CRASHED and bool(_LEGACY_POISON.search(result.reason))
+
+
+_LEGACY_POISON = re.compile(r"cuda|cudnn|cublas|illegal memory access|device-side assert|launch failure",
+                            re.IGNORECASE)
+
+
+def accepts_timing_slot(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes the ``timing_slot`` keyword (the evaluator's contract for the exclusive timing phase)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "timing_slot" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def call_evaluate(fn: Callable[..., EvalResult], request: Any, timing_slot: Any, takes_slot: bool) -> EvalResult:
+    """``fn(request)``, with the device's timing lock when ``fn`` takes one."""
+    return fn(request, timing_slot=timing_slot) if takes_slot else fn(request)
+
+
+def stamped(result: EvalResult, timing: "Timing", wall_offset: float) -> EvalResult:
+    """``result`` with ``provenance["schedule"]``: the device and the times (Unix seconds) the scheduler saw.
+    ``wall_offset`` turns the scheduler's clock into Unix time."""
+    def wall(t: float | None) -> float | None:
+        return None if t is None else round(t + wall_offset, 6)
+    schedule = {"device_id": timing.device, "submitted_at": wall(timing.submitted_at),
+                "started_at": wall(timing.started_at), "ended_at": wall(timing.ended_at),
+                "precheck_s": round(timing.precheck_s, 6), "queue_s": round(timing.queue_s, 6),
+                "attempts": timing.attempts}
+    return dataclasses.replace(result, provenance={**result.provenance, "schedule": schedule})
