@@ -34,11 +34,12 @@ class PairedRun:
     baselines: dict[str, list[int]]        # every timed call of each baseline, ns
     calls_per_block: int
     faster: str                            # the baseline that was faster in most blocks
+    reused: dict[str, bool] = dataclasses.field(default_factory=dict)   # baseline child kept from an earlier one
 
     def describe(self) -> dict[str, object]:
         return {"method": "paired blocks", "blocks": len(self.ratios), "calls_per_block": self.calls_per_block,
                 "block_ratios": [round(r, 4) for r in self.ratios], "faster_baseline": self.faster,
-                "subjects": ["candidate", *self.baselines]}
+                "subjects": ["candidate", *self.baselines], "baseline_child_reused": dict(self.reused)}
 
 
 def calls_per_block(timing: TimingPolicy, call_ms: float) -> int:

@@ -36,7 +36,7 @@ from evaluators.problem import check_candidate_source
 from evaluators.result import EvalResult, Status
 from evaluators.sandbox import ChildFailed, SandboxLimits
 from evaluators.timing_result import with_timing
-from evaluators.warm import POOL
+from evaluators.warm import POOL, SPARE_IDLE_S
 
 log = logging.getLogger(__name__)
 VERIFY_MODE_CALLS = 30
@@ -200,6 +200,8 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                                              n_calls=VERIFY_MODE_CALLS, flush=False)
                     if req.mode == "bench":
                         POOL.settle()       # no start-up may compete with a timed call
+                        # waiting for the slot and the baselines is no part of the candidate's time
+                        child.arm(lim.with_timeout(plan.candidate, (SPARE_IDLE_S, "waiting for the timing slot")))
                         slot.enter_context(timing_slot)
                         record, paired = _time(req, ref, child, plan, cache_dir, bdir, rng, checks, stage, slot)
                         run = paired.candidate
@@ -227,7 +229,9 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                         provenance=provenance(req.device, device_name), **_errors(checks), **base)
     if req.mode == "verify":
         return result
-    return with_profile(with_timing(req, ref, result, record, paired, bdir), req, ref, plan.candidate, cache_dir)
+    timed = with_timing(req, ref, result, record, paired, bdir)
+    with stage("profile"):
+        return with_profile(timed, req, ref, plan.candidate, cache_dir)
 
 
 def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, cache_dir: Path, bdir: Path, rng: random.Random,
@@ -239,12 +243,15 @@ def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, cache_dir: Path,
         record = baselines(ref, device_name=integrity.device_name(req.device), timing=req.timing,
                            limits=plan.baseline, cache_dir=cache_dir, directory=bdir, rng=rng,
                            fresh=req.timing.rounds >= 2)
-        subjects = {}
+        subjects, reused = {}, {}
         try:
             for name in record.contenders():
-                bchild = slot.enter_context(POOL.take(plan.baseline, cache_dir, "baseline"))
-                init_child(bchild, name, ref, candidate_path=None, warmup=req.timing.warmup)
+                def build(bchild, name=name) -> None:
+                    init_child(bchild, name, ref, candidate_path=None, warmup=req.timing.warmup)
+                key = (name, ref.info.source_hash, ref.info.scale, ref.device)
+                bchild = slot.enter_context(POOL.built_baseline(plan.baseline, cache_dir, key, build))
                 subjects[name] = TimedSubject(bchild, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
+                reused[name] = bchild.reused
         except (Rejected, ChildFailed) as e:
             raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
     with stage("time"):
@@ -254,7 +261,7 @@ def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, cache_dir: Path,
             s.child.arm(lim.with_timeout(plan.baseline, lim.timing_timeout(req, call_s, 1 + len(subjects))))
         candidate = TimedSubject(child, ref, req.verify, rng, checks, flush=flush)
         paired = paired_blocks(candidate, subjects, req.timing, record.stats(record.fastest).median_ms)
-    return record, paired
+    return record, dataclasses.replace(paired, reused=reused)
 
 
 def _errors(checks: CheckLog) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class TimingPolicy:
     # 1: the node's cached measurement of the baselines picks the faster one; 2 or more: both are measured again
     # first, in fresh processes (export --remeasure). Either way the faster one is timed again, paired with the
     # candidate in alternating blocks, and the speedup is the median of the blocks' ratios.
-    rounds: int = 2
+    rounds: int = 1
     min_blocks: int = 6                  # paired blocks at least (fewer give no 95% interval of their median)
     max_blocks: int = 200
 

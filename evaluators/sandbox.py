@@ -104,6 +104,13 @@ class Child:
         self._known: dict[int, psutil.Process] = {}
         self.proc: subprocess.Popen | None = None
         self.peak_rss = 0          # bytes, the most the child's tree held at once as the watchdog saw it
+        self.built = False         # its subject is built (a kept baseline child)
+        self.reused = False        # it served an earlier evaluation (a kept baseline child)
+
+    @property
+    def failed(self) -> bool:
+        """The watchdog or a request ended it."""
+        return self._kill_reason is not None
 
     def arm(self, limits: SandboxLimits) -> None:
         """Take the parent's limits (wall clock from now, memory, processes) for the work about to start. The

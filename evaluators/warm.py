@@ -8,15 +8,24 @@ limits (wall clock, memory, processes) are armed when one is taken. Within an ev
 spares it will need next while the candidate builds and is verified; ``retain(True)`` keeps spares between
 evaluations, for a long-lived evaluator (otherwise they are ended when the evaluation returns, so that nothing
 outlives it).
+
+A retaining pool also keeps a few *built* baseline children (``built_baseline``): a child that has built the eager
+or compiled reference of a problem and never saw candidate code may time that baseline again for the next candidate
+of the same problem, which spares a start-up and a torch.compile per evaluation. Only the baseline's time is taken
+from it (its outputs are never judged), so the weights it was built with do not matter.
+
+The pool is per process, like a thread pool: ``POOL`` is the one the pipeline uses, ended at exit.
 """
 from __future__ import annotations
 
 import atexit
+import collections
+import contextlib
 import dataclasses
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from evaluators.sandbox import Child, ChildFailed, SandboxLimits
 
@@ -34,6 +43,8 @@ class SparePool:
         self._spares: dict[tuple[Any, ...], list[Child]] = {}
         self._ready: set[int] = set()
         self._retain = False
+        self._built: collections.OrderedDict[tuple[Any, ...], Child] = collections.OrderedDict()
+        self.max_built = 2
         self.started = 0           # children started by this pool (a figure for benchmarks)
         self.served_warm = 0       # takes served by a spare that was already started
 
@@ -99,6 +110,44 @@ class SparePool:
                     spares.remove(child)
         child.__exit__(None, None, None)
 
+    @contextlib.contextmanager
+    def built_baseline(self, limits: SandboxLimits, cache_dir: Path, key: tuple[Any, ...],
+                       build: Callable[[Child], None]) -> Iterator[Child]:
+        """A child with the baseline ``key`` built: a kept one when alive, else a fresh one that ``build`` builds.
+        When the work with it succeeds and the pool retains, it is kept for the next evaluation (the oldest is
+        ended past ``max_built``); otherwise it is ended."""
+        full = (self._key(limits, cache_dir, "baseline"), *key)
+        with self._lock:
+            child = self._built.pop(full, None)
+        if child is not None and (child.proc is None or child.proc.poll() is not None or child.failed):
+            child.__exit__(None, None, None)
+            child = None
+        if child is not None:
+            child.arm(limits)
+            self.served_warm += 1
+            child.reused = True
+        else:
+            child = self.take(limits, cache_dir, "baseline")
+            child.reused = False
+        ok = False
+        try:
+            if not child.built:
+                build(child)
+                child.built = True
+            yield child
+            ok = True
+        finally:
+            if ok and self._retain and not child.failed:
+                child.arm(dataclasses.replace(child.limits, timeout_s=SPARE_IDLE_S,
+                                              timeout_why="a built baseline waiting to be taken"))
+                with self._lock:
+                    self._built[full] = child
+                    evicted = [self._built.popitem(last=False)[1] for _ in range(len(self._built) - self.max_built)]
+                for old in evicted:
+                    old.__exit__(None, None, None)
+            else:
+                child.__exit__(None, None, None)
+
     def evaluation_done(self) -> None:
         """An evaluation returned: without ``retain``, nothing it started outlives it."""
         if not self._retain:
@@ -106,8 +155,9 @@ class SparePool:
 
     def close(self) -> None:
         with self._lock:
-            spares = [c for s in self._spares.values() for c in s]
+            spares = [c for s in self._spares.values() for c in s] + list(self._built.values())
             self._spares.clear()
+            self._built.clear()
             self._ready.clear()
         for child in spares:
             child.__exit__(None, None, None)

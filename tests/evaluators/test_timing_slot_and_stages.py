@@ -10,6 +10,7 @@ import pytest
 from evaluators.pipeline import evaluate
 from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
 from evaluators.result import EvalResult, Status
+from evaluators.warm import POOL
 
 PROBLEM = """\
 import torch
@@ -30,6 +31,14 @@ def get_init_inputs():
 """
 HONEST = PROBLEM.replace("class Model(", "class ModelNew(").replace("x * 2.0", "x + x")
 WRONG = PROBLEM.replace("class Model(", "class ModelNew(").replace("x * 2.0", "x * 3.0")
+
+
+@pytest.fixture(autouse=True)
+def no_spares_left():
+    """An evaluation given a timing slot keeps warm children for the next one; they end with each test here."""
+    yield
+    POOL.retain(False)
+    POOL.close()
 
 
 class Slot:
@@ -60,7 +69,7 @@ def test_a_bench_holds_the_slot_once_around_timing_and_reports_every_stage(tmp_p
     result = evaluate(_req(tmp_path, kswarm_cache_dir, HONEST), timing_slot=slot.hold())
     assert result.status is Status.ACCEPTED, result.reason
     assert slot.events == ["enter", "exit"]
-    assert set(result.stage_s) == {"static", "spawn", "build", "verify", "time", "baseline"}
+    assert {"static", "spawn", "build", "verify", "time", "baseline"} <= set(result.stage_s)
     assert all(v >= 0 for v in result.stage_s.values())
     again = EvalResult.from_dict(result.to_dict())
     assert again.stage_s == result.stage_s

@@ -101,6 +101,29 @@ def test_a_spare_started_ahead_serves_the_next_candidate_once(problem, kswarm_ca
     assert not _sandbox_children()
 
 
+def test_a_built_baseline_child_times_the_next_candidate_of_its_problem(problem, kswarm_cache_dir):
+    """With a timing slot (a long-lived evaluator), the baseline child built for one candidate is kept and times
+    the next candidate of the same problem; it never ran candidate code, and it ends with the pool."""
+    import contextlib
+
+    from evaluators.policy import TimingPolicy
+
+    def bench():
+        return evaluate(EvalRequest(problem_path=str(problem), candidate_source=candidate(forward="return x + x"),
+                                    device="cpu", mode="bench", verify=VerifyPolicy(seed=4),
+                                    timing=TimingPolicy(baselines=("eager",), time_cap_s=0.3, rounds=1),
+                                    cache_dir=str(kswarm_cache_dir)), timing_slot=contextlib.nullcontext())
+    try:
+        first, second = bench(), bench()
+        assert first.status is Status.ACCEPTED and second.status is Status.ACCEPTED, (first.reason, second.reason)
+        assert first.timing["baseline_child_reused"] == {"eager": False}
+        assert second.timing["baseline_child_reused"] == {"eager": True}
+    finally:
+        POOL.retain(False)
+        POOL.close()
+    assert not _sandbox_children()
+
+
 def test_out_of_memory_says_what_the_limit_was_and_why(problem, kswarm_cache_dir):
     forward = """\
     hoard = [torch.ones(64 << 20) for _ in range(40)]   # 10 GB, each chunk resident
