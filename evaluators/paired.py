@@ -1,8 +1,8 @@
 """Paired timing: the candidate and the faster baseline(s) timed in alternating blocks, each in its own process.
 
-Block k times ``calls`` calls of each subject back to back, in the order candidate, baselines on even blocks and the
-reverse on odd ones, so that a steady drift hits both sides alike. The block's ratio is the faster baseline's median
-over the candidate's median in that block; the speedup is the median of the ratios with its order-statistic 95%
+Block k times ``calls`` calls of each subject, interleaved call by call (candidate, baselines, then the reverse
+order, and so on), so that drift within a block, even a burst of other work on the host, hits every side alike. The
+block's ratio is the faster baseline's median over the candidate's median in that block; the speedup is the median of the ratios with its order-statistic 95%
 interval (``stats.paired_speedup``), so drift between blocks widens the interval instead of hiding in it. The
 number of blocks follows the one sampling rule (``stats.sample_until``): at least ``min_blocks``, then until the
 ratios' interval meets the CI target, ``max_blocks`` or twice the time cap.
@@ -64,10 +64,9 @@ def paired_blocks(candidate: TimedSubject, baselines: dict[str, TimedSubject], t
 
     def one_block() -> float:
         nonlocal block
-        medians = {}
-        for name, subject in (subjects if block % 2 == 0 else subjects[::-1]):
-            start = len(subject.samples)
-            for _ in range(calls):
+        start = {name: len(subject.samples) for name, subject in subjects}
+        for j in range(calls):
+            for name, subject in (subjects if (block + j) % 2 == 0 else subjects[::-1]):
                 if subject is candidate:
                     subject.call()
                     continue
@@ -76,7 +75,7 @@ def paired_blocks(candidate: TimedSubject, baselines: dict[str, TimedSubject], t
                 except (Rejected, ChildFailed) as e:   # the reference's own fault, never the candidate's
                     raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed while paired: "
                                    f"{e.reason}") from None
-            medians[name] = statistics.median(subject.samples[start:])
+        medians = {name: statistics.median(subject.samples[start[name]:]) for name, subject in subjects}
         block += 1
         faster = min(baselines, key=lambda n: medians[n])
         wins[faster] += 1
