@@ -4,6 +4,8 @@
 # fresh eager and torch.compile baselines, then a table of the best accepted speedup over max(eager, compile).
 # From the repository root on the GPU host (resumable: a candidate already benched in $OUT is not run again):
 #   OUT=/tmp/kswarm-fusion POINTS=3 bash experiments/gpu/fusion_check.sh   (SKIP_TESTS=1 to go straight to (b))
+# KB is the level 2 folder of KernelBench head (default ../shared/kernelbench/head/level2; with the files copied into
+# the checkout as for h200_kernelbench_campaign.sh: KB=.kb/head/level2). PROBLEMS, POINTS, TIME_CAP narrow the run.
 set -u
 OUT=${OUT:-/tmp/kswarm-fusion}
 POINTS=${POINTS:-3}

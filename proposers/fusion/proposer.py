@@ -40,9 +40,12 @@ _ROW_POINTS: list[dict[str, Any]] = [
 
 def points(binding: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The starting points for a binding, likeliest first."""
+    rows = list(_ROW_POINTS)
+    if binding.get("strided_rows"):
+        rows = [rows[1], rows[0], rows[2]]
     if binding.get("gemm"):
-        return [dict(g, **_ROW_POINTS[i % len(_ROW_POINTS)]) for i, g in enumerate(_GEMM_POINTS)]
-    return [dict(r) for r in _ROW_POINTS]
+        return [dict(g, **rows[i % len(rows)]) for i, g in enumerate(_GEMM_POINTS)]
+    return [dict(r) for r in rows]
 
 
 class FusionProposer(Proposer):

@@ -47,7 +47,10 @@ def bind(traced: Traced) -> dict[str, Any] | None:
         return None
     return {"segments": len(segments), "gemm": any(s.kind == "gemm" for s in segments),
             "rows": any(s.chain.pivot is not None for s in segments),
-            "flat": any(s.chain.pivot is None for s in segments)}
+            "flat": any(s.chain.pivot is None for s in segments),
+            # rows whose elements lie a spatial size apart (a softmax or reduction over channels): many rows a program
+            "strided_rows": any(s.chain.pivot is not None and s.chain.pivot.mode == "feat" and len(s.chain.shape) > 2
+                                for s in segments)}
 
 
 def space(binding: dict[str, Any], cores: int) -> dict[str, Any]:
