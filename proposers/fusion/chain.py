@@ -138,6 +138,10 @@ def pivot_of(n: fx.Node, gm: fx.GraphModule, src: fx.Node, shape: tuple[int, ...
             return Pivot("layer_norm", "feat", eps=float(mod.eps), node=n)
         if isinstance(mod, nn.GroupNorm) and rank >= 2 and shape[1] == mod.num_channels:
             return Pivot("group_norm", "group", groups=int(mod.num_groups), eps=float(mod.eps), node=n)
+        if isinstance(mod, (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)) and rank >= 3 \
+                and not mod.track_running_stats and shape[1] == mod.num_features:
+            # a GroupNorm with one channel a group
+            return Pivot("group_norm", "group", groups=int(mod.num_features), eps=float(mod.eps), node=n)
         return None
     if k == "softmax" or (n.op in ("call_function", "call_method") and target in (
             torch.log_softmax, F.log_softmax, "log_softmax")):

@@ -23,7 +23,7 @@ AFTER_REDUCTION = {"mul_scale": "x * self.scale", "div_lit": "x / 2.5", "tanh": 
                    "relu": "torch.relu(x)", "gelu": "torch.nn.functional.gelu(x)"}
 PIVOTS_2D = ["sum", "sum_keep", "mean", "amax", "max_values", "amin", "logsumexp", "softmax", "log_softmax",
              "layer_norm", "group_norm"]
-PIVOTS_4D = ["sum", "amax", "softmax", "group_norm", "spatial_mean", "spatial_mean_keep"]
+PIVOTS_4D = ["sum", "amax", "softmax", "group_norm", "instance_norm", "spatial_mean", "spatial_mean_keep"]
 REDUCING = {"sum", "sum_keep", "mean", "amax", "max_values", "amin", "logsumexp", "spatial_mean", "spatial_mean_keep"}
 
 
@@ -34,6 +34,7 @@ def _pivot_line(p: str) -> str:
         "max_values": "x = torch.max(x, dim=1, keepdim=True)[0]", "amin": "x = torch.amin(x, dim=1, keepdim=True)",
         "logsumexp": "x = torch.logsumexp(x, dim=1)", "softmax": "x = torch.softmax(x, dim=1)",
         "log_softmax": "x = torch.log_softmax(x, dim=1)", "layer_norm": "x = self.ln(x)", "group_norm": "x = self.gn(x)",
+        "instance_norm": "x = self.inorm(x)",
         "spatial_mean": "x = torch.mean(x, dim=(2, 3))", "spatial_mean_keep": "x = x.mean(dim=[2, 3], keepdim=True)",
     }[p]
 
@@ -45,6 +46,7 @@ def problem_source(spec: dict) -> str:
     init = [f"self.bias = nn.Parameter(torch.randn{chan})", "self.scale = 1.7",
             "self.shift = nn.Parameter(torch.randn(1))", "self.floor = nn.Parameter(torch.full((1,), -0.2))",
             f"self.gn = nn.GroupNorm({groups}, n)", "self.ln = nn.LayerNorm(n)",
+            "self.inorm = nn.InstanceNorm2d(n, affine=True)",
             f"self.bn = nn.BatchNorm{'2' if anchor == 'conv' else '1'}d(n)", "self.drop = nn.Dropout(0.3)",
             "self.bn.running_mean.uniform_(-1.0, 1.0)", "self.bn.running_var.uniform_(0.5, 2.0)",
             "nn.init.uniform_(self.bn.weight, 0.5, 1.5)", "nn.init.uniform_(self.bn.bias, -0.5, 0.5)"]

@@ -67,6 +67,8 @@ def _check(spec: dict, point: dict, device: str, seed: int) -> None:
                "pivot": "softmax", "post": ["dropout"]}, point=triton_fused.full_point({"SPLIT_K": 2}), seed=0)
 @example(spec={"anchor": "conv", "m": 2, "k": 3, "n": 5, "groups": 1, "bias": True, "pre": ["bn", "tanh", "add_bias"],
                "pivot": None, "post": []}, point=triton_fused.full_point({"FLAT_BLOCK": 128}), seed=1)
+@example(spec={"anchor": "conv", "m": 2, "k": 3, "n": 4, "groups": 2, "bias": True, "pre": ["relu"],
+               "pivot": "instance_norm", "post": ["hardswish"]}, point=triton_fused.full_point({"ROW_R": 2}), seed=2)
 def test_generated_kernels_match_the_reference_on_the_cpu(spec, point, seed):
     _check(spec, point, "cpu", seed)
 
