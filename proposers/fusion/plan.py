@@ -169,7 +169,7 @@ def _launcher(seg: Segment, name: str, point: dict[str, Any]) -> str:
         return f"def {name}(a, b, {_op_args(chain)}):\n" + "".join(ind + ln + "\n" for ln in body)
     bm, bn, bk = int(point["BLOCK_M"]), int(point["BLOCK_N"]), int(point["BLOCK_K"])
     sk = int(point["SPLIT_K"])
-    meta = (f"EPI={{epi}}, PREC={point['precision']!r}, BLOCK_M={bm}, BLOCK_N={bn}, BLOCK_K={bk}, "
+    meta = (f"EPI={{epi}}, PREC={point['precision']!r}, EVEN_K=K % {bk} == 0, BLOCK_M={bm}, BLOCK_N={bn}, BLOCK_K={bk}, "
             f"GROUP_M={int(point['GROUP_M'])}, SPLIT_K={sk}, num_warps={int(point['num_warps'])}, "
             f"num_stages={int(point['num_stages'])}")
     grid = f"(triton.cdiv(M, {bm}) * triton.cdiv(N, {bn}), {sk})"
