@@ -79,6 +79,10 @@ def _ks_pool_kernel(w, pool, step):
         out[(slice(None), slice(None)) + idx] += w
     return out / math.prod(pool)
 ''',
+    "_ks_ntuple": '''
+def _ks_ntuple(v, n):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+''',
     "_ks_vsum": '''
 def _ks_vsum(c, n):
     if c is None:

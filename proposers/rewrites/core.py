@@ -37,6 +37,9 @@ REWRITES: dict[str, str] = {
     "avgpool_conv": "proposers.rewrites.avgpool_conv",
     "channels_last": "proposers.rewrites.channels_last",
     "cpp_fusion": "proposers.rewrites.cpp_fusion",
+    "reduce_identity": "proposers.rewrites.reduce_identity",
+    "clone_elim": "proposers.rewrites.clone_elim",
+    "pool_merge": "proposers.rewrites.pool_merge",
     "compile": "proposers.rewrites.compile",
 }
 

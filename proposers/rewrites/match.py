@@ -198,3 +198,55 @@ def reduce_dims(node: fx.Node) -> tuple[tuple[int, ...], bool] | None:
         return None
     rank = len(s)
     return tuple(sorted(d % rank for d in dims)), keepdim
+
+
+_VIEW_METHODS = {"detach", "view", "reshape", "squeeze", "unsqueeze", "transpose", "permute", "expand", "flatten",
+                 "contiguous", "t", "view_as", "reshape_as", "expand_as", "unflatten", "narrow", "select"}
+_VIEW_FUNCTIONS = {operator.getitem, torch.squeeze, torch.unsqueeze, torch.flatten, torch.reshape, torch.transpose,
+                   torch.permute, torch.t, torch.narrow, torch.select, torch.detach}
+
+
+_INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv, operator.ipow,
+                      operator.imatmul, operator.imod, operator.iand, operator.ior, operator.ixor, operator.ilshift,
+                      operator.irshift, operator.setitem}
+
+
+def mutates_in_place(gm: fx.GraphModule) -> bool:
+    """Whether anything in the graph may write to a tensor in place: an ``op_`` method or function, an
+    ``inplace=True`` argument or module, or an opaque (non-torch.nn) module whose forward is not in the graph."""
+    for n in gm.graph.nodes:
+        if n.kwargs.get("inplace") is True:
+            return True
+        if n.op == "call_method" and n.target.endswith("_") and not n.target.endswith("__"):
+            return True
+        if n.op == "call_function":
+            name = getattr(n.target, "__name__", "")
+            if name.endswith("_") and not name.endswith("__") or n.target in _INPLACE_OPERATORS:
+                return True
+        if n.op == "call_module":
+            mod = module_of(n, gm)
+            if mod is None or getattr(mod, "inplace", False) or not type(mod).__module__.startswith("torch.nn"):
+                return True
+    return False
+
+
+def is_view(n: fx.Node) -> bool:
+    """Whether ``n`` may return a view of its first argument (sharing its storage)."""
+    if n.op == "call_method":
+        return n.target in _VIEW_METHODS
+    if n.op == "call_function":
+        try:
+            return n.target in _VIEW_FUNCTIONS
+        except TypeError:
+            return False
+    return False
+
+
+def reaches_output_as_view(n: fx.Node) -> bool:
+    """Whether ``n`` itself, or a view of it, is returned by the graph."""
+    for u in n.users:
+        if u.op == "output":
+            return True
+        if is_view(u) and u.args and u.args[0] is n and reaches_output_as_view(u):
+            return True
+    return False

@@ -19,9 +19,10 @@ from proposers.rewrites.problem import Problem, ProblemError
 
 log = logging.getLogger(__name__)
 
-COMBINED = ("algebraic", "parallel_linears", "concat_linears", "sdpa")
+COMBINED = ("algebraic", "reduce_identity", "clone_elim", "pool_merge", "parallel_linears", "concat_linears", "sdpa")
 SINGLES = ("linear_chain", "scale_bias_fold", "bn_fold", "norm_affine_fold", "residual_fold", "reduce_reassoc",
-           "conv_pool_fold", "parallel_linears", "concat_linears", "sdpa", "avgpool_conv", "channels_last")
+           "conv_pool_fold", "parallel_linears", "concat_linears", "sdpa", "avgpool_conv", "channels_last",
+           "reduce_identity", "clone_elim", "pool_merge")
 CPU_ONLY = ("cpp_fusion",)
 
 

@@ -352,3 +352,88 @@ def test_real_code_spellings_rewrite_exactly(sizes, container, scale, flatten, a
         """, f"[torch.randn(3, 2, {sizes[0]})]")
     src = assert_exact(p, ["algebraic"])
     assert src.split("---- generated ----")[1].count("linear(") == 1
+
+
+def _assert_exact_with_specials(p, names):
+    """Exact on sample inputs, and NaN/Inf land exactly where the reference puts them."""
+    src = assert_exact(p, names)
+    ref, new, prob = build_pair(p.source, src)
+    torch.manual_seed(7)
+    xs = prob.get_inputs()
+    x = xs[0].clone()
+    flat = x.view(-1)
+    flat[0], flat[-1] = float("inf"), float("nan")
+    if flat.numel() > 2:
+        flat[1] = float("-inf")
+    with torch.no_grad():
+        assert max_violation(ref(x, *xs[1:]), new(x, *xs[1:])) <= 0
+    return src
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 4), min_size=2, max_size=4), op=st.sampled_from(
+    ["sum", "mean", "amax", "amin", "logsumexp", "max", "min"]), keepdim=st.booleans(), method=st.booleans(),
+    data=st.data())
+def test_reductions_over_size_one_axes_are_removed_exactly(shape, op, keepdim, method, data):
+    ones = data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape), unique=True))
+    shape = [1 if i in ones else s for i, s in enumerate(shape)]
+    dims = tuple(ones) if op not in ("max", "min") and len(ones) > 1 else ones[0]
+    call = f"h.{op}(dim={dims}, keepdim={keepdim})" if method else f"torch.{op}(h, {dims}, keepdim={keepdim})"
+    if op in ("max", "min"):
+        call += "[0]" if method else ".values"
+    p = make_problem(tmpdir(), "reduce1", f"""
+        class Model(nn.Module):
+            def forward(self, x):
+                h = x * 2.0
+                return {call} + 1.0
+        """, f"[torch.randn({', '.join(map(str, shape))})]")
+    src = _assert_exact_with_specials(p, ["reduce_identity"])
+    assert f"{op}(" not in src.split("---- generated ----")[1]
+
+
+@SETTINGS
+@given(nd=st.integers(1, 3), kind=st.sampled_from(["Max", "Avg"]), k1=st.integers(1, 3), k2=st.integers(1, 3),
+       extra=st.integers(0, 4), functional=st.booleans())
+def test_consecutive_pools_merge_exactly(nd, kind, k1, k2, extra, functional):
+    size = k1 * k2 + extra
+    shape = ", ".join(["2", "3"] + [str(size + i) for i in range(nd)])
+    if functional:
+        fn = f"F.{kind.lower()}_pool{nd}d"
+        body = f"{fn}({fn}(x * 1.5, {k1}), kernel_size={k2}, stride={k2})"
+        init = ""
+    else:
+        init = f"self.p1 = nn.{kind}Pool{nd}d({k1}); self.p2 = nn.{kind}Pool{nd}d(kernel_size={k2})"
+        body = "self.p2(self.p1(x * 1.5))"
+    p = make_problem(tmpdir(), "pools", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                {init or 'pass'}
+
+            def forward(self, x):
+                return {body}
+        """, f"[torch.randn({shape})]")
+    src = _assert_exact_with_specials(p, ["pool_merge"])
+    assert src.split("---- generated ----")[1].count("pool") >= 1
+
+
+@SETTINGS
+@given(n=st.integers(1, 6), method=st.booleans(), detach=st.booleans())
+def test_unneeded_clone_is_removed_exactly(n, method, detach):
+    clone = "x.clone()" if method else "torch.clone(x)"
+    if detach:
+        clone += ".detach()"
+    p = make_problem(tmpdir(), "clone", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear({n}, {n})
+
+            def forward(self, x):
+                x = self.fc(x)
+                original = {clone}
+                x = x + 1.0
+                return (x + original) * original + original
+        """, f"[torch.randn(3, {n})]")
+    src = _assert_exact_with_specials(p, ["clone_elim"])
+    assert "clone" not in src.split("---- generated ----")[1]

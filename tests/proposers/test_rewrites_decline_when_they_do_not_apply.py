@@ -1,6 +1,8 @@
 """A rewrite that does not apply returns nothing; it never emits an unchanged or wrong candidate."""
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 from problems import make_problem
@@ -98,3 +100,47 @@ def test_size_baked_into_the_graph_is_not_proposed(tmp_path):
                 return self.b(self.a(x)).reshape(-1, 2, self.cfg[0])
         """, "[torch.randn(2, n)]", init="[n]", sizes="n = 8", scales='{"large": {"n": 16}}')
     assert generate(p, ["linear_chain"]) is None
+
+
+
+def _forward_only(body: str) -> str:
+    return "class Model(nn.Module):\n    def forward(self, x):\n" + textwrap.indent(body, " " * 8) + "\n"
+
+
+@pytest.mark.parametrize("body", [
+    "h = x * 2.0\nh.add_(1.0)\nreturn h.sum(dim=1, keepdim=True).mean(dim=1)",   # in-place write
+    "return (x * 2.0).mean(dim=0)",                                               # axis of size 3
+    "v, i = torch.max(x * 2.0, dim=1)\nreturn v + i",                            # indices used
+])
+def test_reduction_that_is_not_an_identity_is_kept(tmp_path, body):
+    p = make_problem(tmp_path, "not_identity", _forward_only(body), "[torch.randn(3, 1)]")
+    assert generate(p, ["reduce_identity"]) is None
+
+
+@pytest.mark.parametrize("pools", [
+    "nn.MaxPool2d(3, stride=2), nn.MaxPool2d(2)",                    # overlapping windows
+    "nn.MaxPool2d(2), nn.AvgPool2d(2)",                              # different kinds
+    "nn.AvgPool2d(2, padding=1), nn.AvgPool2d(2)",                   # padding
+    "nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(2)",              # ceil mode
+])
+def test_pools_that_do_not_compose_are_kept(tmp_path, pools):
+    p = make_problem(tmp_path, "pools_kept", f"""
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.p = nn.Sequential({pools})
+
+            def forward(self, x):
+                return self.p(x)
+        """, "[torch.randn(2, 3, 9, 9)]")
+    assert generate(p, ["pool_merge"]) is None
+
+
+@pytest.mark.parametrize("body", [
+    "c = x.clone()\nx.mul_(2.0)\nreturn x + c",                    # the source is written in place
+    "return x.clone()",                                              # the copy is the output
+    "y = torch.relu(x)\nreturn y.clone().detach().view(-1)",        # a view of the copy is the output
+])
+def test_clone_that_is_needed_is_kept(tmp_path, body):
+    p = make_problem(tmp_path, "clone_kept", _forward_only(body), "[torch.randn(3, 4)]")
+    assert generate(p, ["clone_elim"]) is None
