@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+import torch.utils.cpp_extension
 
 from proposers import cuda_inline
 from proposers.cuda_inline import build_key, candidate_prelude, capability_of_class, cuda_arch
@@ -78,7 +79,8 @@ def test_candidate_prelude_defines_the_loader():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available() or shutil.which("nvcc") is None, reason="needs CUDA and nvcc")
+@pytest.mark.skipif(not torch.cuda.is_available() or shutil.which("nvcc") is None
+                    or not torch.utils.cpp_extension.is_ninja_available(), reason="needs CUDA, nvcc and ninja")
 def test_builds_and_runs_on_the_device(tmp_path):
     m = cuda_inline.load(CUDA_SRC, CPP_SRC, ["add_relu"], str(tmp_path))
     x, b = torch.randn(33, 70, device="cuda"), torch.randn(70, device="cuda")
