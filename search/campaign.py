@@ -234,9 +234,9 @@ class Campaign:
             if self.pending and budget.max_minutes * 60 - elapsed() <= 0:
                 self._withdraw_unstarted(dispatcher, proposers, rng, feed, elapsed())
             p.in_flight, p.elapsed_s = len(self.pending), elapsed()
-            p.throughput = self.throughput.summary(elapsed())
+            p.throughput = self.throughput.summary(elapsed(), dispatcher.capacity())
             self.on_progress(p)
-        p.throughput = self.throughput.summary(elapsed())
+        p.throughput = self.throughput.summary(elapsed(), dispatcher.capacity())
         self._checkpoint(proposers, rng, feed, elapsed())
 
     def _short(self, dispatcher) -> bool:

@@ -226,7 +226,8 @@ def _throughput_line(tp: dict) -> str:
     parts = [f"{tp['evaluations_per_hour']:.0f} eval/h"]
     if tp.get("evaluations_per_device_hour") is not None:
         parts.append(f"{tp['evaluations_per_device_hour']:.0f} per device-hour")
-        parts.append("busy " + ", ".join(f"{d} {v['busy_fraction']:.0%}" for d, v in tp["devices"].items()))
+        parts.append("busy " + ", ".join(f"{d} {v['busy_fraction']:.0%}" for d, v in tp["devices"].items())
+                     + (f", {tp['idle_devices']} idle" if tp.get("idle_devices") else ""))
     stages = tp.get("stages") or {}
     if stages:
         parts.append("mean s: " + " ".join(f"{k} {v['mean_s']:.2g}" for k, v in stages.items()))

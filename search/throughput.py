@@ -90,11 +90,13 @@ class Throughput:
         self.stage_s[name] += secs
         self.stage_n[name] += 1
 
-    def summary(self, wall_s: float) -> dict[str, Any]:
+    def summary(self, wall_s: float, capacity: Mapping[str, int] | None = None) -> dict[str, Any]:
         """``evaluations_per_device_hour`` counts evaluations that reached a device over the devices' wall time;
         ``busy_fraction`` is the mean over devices; ``stages`` gives total and mean seconds per stage (``queue``:
         waiting for a device; ``precheck``: cheap checks on a CPU worker; ``device``: on the device in all; and
-        the evaluator's own stages, e.g. ``build``, ``verify``, ``time``, ``baseline``, where it reports them)."""
+        the evaluator's own stages, e.g. ``build``, ``verify``, ``time``, ``baseline``, where it reports them).
+        The devices are those that ran an evaluation, or ``capacity`` (devices per class) where it names more:
+        a device that never got work counts as idle (``idle_devices``)."""
         wall = max(wall_s, 1e-9)
         devices = {}
         for dev, spans in sorted(self.spans.items()):
@@ -102,15 +104,20 @@ class Throughput:
             devices[dev] = {"hardware": spans[0].hardware, "evaluations": len(spans), "busy_s": round(busy, 3),
                             "busy_fraction": round(min(1.0, busy / wall), 4),
                             "evaluations_per_hour": round(len(spans) * 3600 / wall, 2)}
+        seen: dict[str, int] = defaultdict(int)
+        for d in devices.values():
+            seen[d["hardware"]] += 1
+        idle = sum(max(0, n - seen.get(cls, 0)) for cls, n in (capacity or {}).items())
+        n_dev = len(devices) + idle
         on_device = sum(d["evaluations"] for d in devices.values())
         return {
             "wall_s": round(wall_s, 3),
             "evaluations": self.evaluations,
             "evaluations_per_hour": round(self.evaluations * 3600 / wall, 2),
             "device_evaluations": on_device,
-            "evaluations_per_device_hour": round(on_device * 3600 / (wall * len(devices)), 2) if devices else None,
-            "busy_fraction": round(sum(d["busy_fraction"] for d in devices.values()) / len(devices), 4)
-            if devices else None,
+            "evaluations_per_device_hour": round(on_device * 3600 / (wall * n_dev), 2) if n_dev else None,
+            "busy_fraction": round(sum(d["busy_fraction"] for d in devices.values()) / n_dev, 4) if n_dev else None,
+            "idle_devices": idle,
             "devices": devices,
             "stages": {name: {"total_s": round(total, 3), "mean_s": round(total / self.stage_n[name], 4),
                               "count": self.stage_n[name]} for name, total in sorted(self.stage_s.items())},

@@ -39,6 +39,11 @@ def test_busy_time_is_the_union_and_rates_count_devices_and_wall_time() -> None:
     assert s["evaluations_per_device_hour"] == pytest.approx(3 * 3600 / (2 * 60))
     assert s["stages"]["queue"] == {"total_s": 4.0, "mean_s": 1.0, "count": 4}
     assert s["stages"]["verify"]["total_s"] == 6.0 and s["stages"]["device"]["total_s"] == 50.0
+    # a third device of the class that never got work is idle: it lowers both rates
+    s3 = tp.summary(wall_s=60.0, capacity={"cpu": 3})
+    assert s3["idle_devices"] == 1 and s3["busy_fraction"] == pytest.approx(0.25)
+    assert s3["evaluations_per_device_hour"] == pytest.approx(3 * 3600 / (3 * 60))
+    assert tp.summary(wall_s=60.0, capacity={"cpu": 1})["idle_devices"] == 0
 
 
 def test_the_report_shows_throughput_and_old_journals_still_read(tmp_path: Path) -> None:
