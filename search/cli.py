@@ -250,10 +250,11 @@ def run(campaign: Path = typer.Argument(..., help="campaign TOML file"),
         _fail(" ".join(str(e).split()))
     try:
         _live_run(cfg, cfg.campaign.out, address, local)
-    except BaseException as e:
-        # a start that fails before its first evaluation (no node of a target class, Ctrl-C during start-up)
-        # takes its snapshot back, so that the folder is not taken later for a different campaign to resume
-        if fresh and not (isinstance(e, typer.Exit) and e.exit_code == 0):
+    except Exception as e:
+        # a start that fails before its first evaluation (no device of a target class, a crash) takes its snapshot
+        # back, so that the folder is not taken later for a different campaign to resume; an interrupted one (exit
+        # 130) keeps it, as the message it printed says to resume it
+        if fresh and not (isinstance(e, typer.Exit) and e.exit_code in (0, 130)):
             forget_unstarted(cfg.campaign.out)
         raise
 
