@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,9 +113,11 @@ class Tracer(fx.Tracer):
             self._saved.clear()
 
     def _recorded(self, fn):
-        tracer = self
+        tracer, thread = self, threading.get_ident()
 
         def factory(*args, **kwargs):
+            if threading.get_ident() != thread:   # another thread of this process is not being traced
+                return fn(*args, **kwargs)
             return tracer.create_proxy("call_function", fn, args, kwargs)
 
         factory.__name__ = fn.__name__

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import logging
 import pathlib
+import threading
 import types
 from typing import Any
 
@@ -105,14 +106,15 @@ def _weights_on_meta():
     """Parameters and buffers go to the meta device as they are registered, while the rest of ``__init__`` runs on
     the CPU (for an ``__init__`` that reads a value, e.g. ``.item()`` of a ``linspace``, which meta cannot do)."""
     reg_param, reg_buffer = torch.nn.Module.register_parameter, torch.nn.Module.register_buffer
+    thread = threading.get_ident()
 
     def register_parameter(self, name, param):
-        if param is not None and param.device.type != "meta":
+        if param is not None and param.device.type != "meta" and threading.get_ident() == thread:
             param = type(param)(param.detach().to("meta"), requires_grad=param.requires_grad)
         reg_param(self, name, param)
 
     def register_buffer(self, name, tensor, persistent=True):
-        if tensor is not None and tensor.device.type != "meta":
+        if tensor is not None and tensor.device.type != "meta" and threading.get_ident() == thread:
             tensor = tensor.to("meta")
         reg_buffer(self, name, tensor, persistent)
 
