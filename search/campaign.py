@@ -19,12 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
-from proposers.base import Candidate
+from proposers.base import Candidate, device_kind
 from search.checkpoint import Checkpoint, load_checkpoint, restore_rng, rng_state, save_checkpoint, to_dispatch_again
 from search.config import CampaignConfig
-from search.feed import INBOX, Feed, Island, Pending, build_proposers, default_cores
+from search.feed import INBOX, Feed, Island, Pending, build_proposers, default_cores, not_run, result_of_row, tell
 from search.island_view import IslandView
 from search.population import Population
 from search.protocol import Dispatch
@@ -126,6 +129,7 @@ class Campaign:
                         state = ck.proposer_states.get(f"{spec.name}@{hw}")
                         if state is not None:
                             p.set_state(state)
+                self._replay(population, proposers, ck)
             rng = restore_rng(ck.rng_state) if ck and ck.rng_state else random.Random(self.cfg.campaign.seed)
             feed = self._feed(proposers, ck)
             elapsed0 = ck.elapsed_s if ck else 0.0
@@ -195,6 +199,9 @@ class Campaign:
         rng.shuffle(new)
         for item in new[:max(0, room)]:
             self.pending[item.key] = item
+        for item in new[max(0, room):]:       # asked past the budget: never sent, so closed with the proposers
+            tell(feed.proposers, item.island.hardware, item.candidate,
+                 not_run("not sent: the evaluation budget was reached", _torch_device(item)))
         return min(len(new), max(0, room))
 
     def _loop(self, population, proposers, dispatcher, rng, feed: Feed, elapsed0) -> None:
@@ -255,6 +262,9 @@ class Campaign:
         with open(self.out / "logs" / "not_started.jsonl", "a") as f:
             for key in taken:
                 item = self.pending.pop(key)
+                tell(proposers, item.island.hardware, item.candidate,
+                     not_run("not started: the campaign's time budget was spent before it reached a device",
+                             _torch_device(item)))
                 f.write(json.dumps({"eval_key": key, "generation": item.generation,
                                     "island": dataclasses.asdict(item.island), "candidate_id": item.candidate.id,
                                     "proposer": item.candidate.proposer}) + "\n")
@@ -277,12 +287,22 @@ class Campaign:
         del self.pending[key]
         self.throughput.add(row)
         log.info("%s %s %s", key, result.status.value, result.reason)
-        for spec, proposer in proposers.get(island.hardware, ()):
-            if spec.name == cand.proposer or cand.proposer.startswith(spec.kind):
-                try:
-                    proposer.observe([(cand, result)])
-                except Exception:
-                    log.exception("proposer %s failed to observe %s", spec.name, key)
+        tell(proposers, island.hardware, cand, result)
+
+    @staticmethod
+    def _replay(population: Population, proposers, ck: Checkpoint) -> None:
+        """Evaluations the journal holds that the checkpoint still names in flight: the driver stopped between the
+        append and the checkpoint, so the proposers' restored states never heard of them (an Optuna trial would
+        stay RUNNING). They are told now; telling one twice is harmless (a finished trial is left as it is)."""
+        done = [k for k, v in ck.in_flight.items() if v and k in population]
+        if not done:
+            return
+        table = population.table
+        rows = table.filter(pc.is_in(table.column("eval_key"), value_set=pa.array(done))).to_pylist()
+        for row in rows:
+            item = Pending.from_dict(ck.in_flight[row["eval_key"]])
+            tell(proposers, item.island.hardware, item.candidate, result_of_row(row))
+        log.info("told the proposers %d results recorded after the last checkpoint", len(rows))
 
     def _refresh(self, population: Population, p: Progress) -> None:
         p.statuses = dict(population.status_counts())
@@ -310,6 +330,13 @@ def cost_rank(cand: Candidate) -> int:
     if rank == 2 and (cand.params.get("compile") or {}).get("max_autotune"):
         rank = 3
     return rank
+
+
+def _torch_device(item: Pending) -> str:
+    try:
+        return device_kind(item.island.hardware)
+    except ValueError:          # a class only a test's cluster knows
+        return "cpu"
 
 
 def _on_sigterm(signum, frame) -> None:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from evaluators.result import EvalResult, Status, TimeStats
 from proposers import get_proposer
 from proposers.base import Candidate, Proposer
 from search.config import CampaignConfig, ProposerSpec
@@ -153,6 +154,38 @@ class Feed:
                             seen.add(key)
                             out.append((island, c))
         return out
+
+
+def tell(proposers: Mapping[str, list], hardware: str, cand: Candidate, result: EvalResult) -> None:
+    """Hand one evaluated (or never run) candidate to the proposers of its class that may have proposed it."""
+    for spec, proposer in proposers.get(hardware, ()):
+        if spec.name == cand.proposer or cand.proposer.startswith(spec.kind):
+            try:
+                proposer.observe([(cand, result)])
+            except Exception:  # a proposer's bug must not end the campaign
+                log.exception("proposer %s failed to observe %s", spec.name, cand.id)
+
+
+def not_run(reason: str, device: str = "cpu") -> EvalResult:
+    """What the proposers are told of work that was never evaluated (withdrawn when the time budget ran out, or
+    proposed past the evaluation budget): a ``timeout`` marked ``provenance["not_run"]``, so that a trial asked for
+    it is closed (an Optuna trial is told FAIL) and a proposer that cares can tell it from a measured timeout."""
+    return EvalResult(status=Status.TIMEOUT, reason=reason, device=device, provenance={"not_run": True})
+
+
+def result_of_row(row: Mapping) -> EvalResult:
+    """The verdict and times of a population row as an ``EvalResult``: what a resume tells the proposers of an
+    evaluation the journal holds but the checkpoint does not know was told."""
+    ms = row.get("candidate_ms")
+    lo, hi = row.get("candidate_ci_low_ms"), row.get("candidate_ci_high_ms")
+    times = None if ms is None else TimeStats(ms, ms if lo is None else lo, ms if hi is None else hi,
+                                              int(row.get("candidate_count") or 0), ms if lo is None else lo,
+                                              ms if hi is None else hi)
+    ci = (row.get("speedup_ci_low"), row.get("speedup_ci_high"))
+    return EvalResult(status=Status(row["status"]), reason=row.get("reason") or "", device=row.get("torch_device")
+                      or "cpu", max_abs_err=row.get("max_abs_err"), max_rel_err=row.get("max_rel_err"),
+                      rel_fro_err=row.get("rel_fro_err"), candidate=times, speedup=row.get("speedup"),
+                      speedup_ci=None if None in ci else ci, provenance={"replayed": True})
 
 
 def default_cores() -> int:
