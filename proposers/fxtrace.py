@@ -8,6 +8,8 @@ real model code does:
 - annotations are dropped from the graph (fx would emit names such as ``_torch_Tensor_`` that no candidate defines);
 - tensor factories called in ``forward`` (``torch.tensor(self.c)``, ``torch.zeros(x.size(0), n)``, ``torch.randn``)
   stay calls in the graph, so nothing computed at trace time (a constant, a fixed random draw) is baked into it;
+- a condition on sizes or devices (``assert L == H * W``) is decided on the example inputs and guarded in the graph
+  (``torch._assert``), so the graph is specialised to those sizes and raises on others;
 - a submodule whose forward fx cannot trace (control flow on a tensor's value, a loop over a tensor, a state
   change) is kept opaque: one ``call_module`` node that runs its own forward. The trace is then partial and the
   reason names the opaque submodules. When the model's own forward cannot be traced, the result is ``None``;
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import operator
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -49,10 +52,14 @@ class Tracer(fx.Tracer):
 
     proxy_buffer_attributes = True
 
-    def __init__(self, proxy_scalars: bool = False, leaves: frozenset[str] = frozenset()):
+    def __init__(self, proxy_scalars: bool = False, leaves: frozenset[str] = frozenset(),
+                 example_inputs: Sequence[Any] | None = None):
         super().__init__()
         self.proxy_scalars = proxy_scalars
         self.leaves = leaves
+        self.example_inputs = list(example_inputs) if example_inputs is not None else None
+        self._values: dict[fx.Node, Any] = {}
+        self._evaluating = False
         self.failed_in: str | None = None
         self._saved: list[tuple[torch.nn.Module, str, Any]] = []
 
@@ -112,11 +119,69 @@ class Tracer(fx.Tracer):
                 mod.__dict__[attr] = val
             self._saved.clear()
 
+    def to_bool(self, obj) -> bool:
+        """A condition on sizes, dims or devices (``assert L == H * W``, ``if x.device != w.device``) is decided on
+        the example inputs and guarded in the graph by ``torch._assert``, so another size raises instead of taking
+        the traced branch silently. A condition on tensor values cannot be decided that way and stops the trace."""
+        try:
+            value = self._concrete(obj.node)
+        except Exception:  # noqa: BLE001 - not decidable from shapes: fx's own refusal follows
+            value = None
+        if not isinstance(value, bool):
+            return super().to_bool(obj)
+        cond = obj if value else self.create_proxy("call_function", operator.not_, (obj,), {})
+        self.create_proxy("call_function", torch._assert, (cond, "traced for other sizes or devices"), {})
+        return value
+
+    def _concrete(self, n: fx.Node) -> Any:
+        """The value of ``n`` on the example inputs (meta tensors: sizes and devices, never data)."""
+        if n in self._values:
+            return self._values[n]
+        if "value" in n.meta:
+            return n.meta["value"]
+        if n.op == "placeholder":
+            names = [p.target for p in n.graph.nodes if p.op == "placeholder"]
+            i = names.index(n.target)
+            if self.example_inputs is None or i >= len(self.example_inputs):
+                raise LookupError(n.target)
+            value = self.example_inputs[i]
+        else:
+            args = fx.node.map_arg(n.args, self._concrete)
+            kwargs = fx.node.map_arg(n.kwargs, self._concrete)
+            if n.op == "get_attr":   # fx hands out proxies for parameters while tracing: read the dicts
+                owner, _, leaf = n.target.rpartition(".")
+                mod = self.root.get_submodule(owner) if owner else self.root
+                for store in (mod._parameters, mod._buffers, mod.__dict__):
+                    if leaf in store:
+                        value = store[leaf]
+                        break
+                else:
+                    raise LookupError(n.target)
+            elif n.op == "call_function":
+                value = n.target(*args, **kwargs)
+            elif n.op == "call_method":
+                value = getattr(args[0], n.target)(*args[1:], **kwargs)
+            elif n.op == "call_module":
+                mod = self.root.get_submodule(n.target)
+                if next(mod.children(), None) is not None:   # its children's calls would be traced
+                    raise LookupError(n.target)
+                self._evaluating = True
+                try:
+                    value = mod.forward(*args, **kwargs)
+                finally:
+                    self._evaluating = False
+            else:
+                raise LookupError(n.op)
+        if isinstance(value, fx.Proxy) or isinstance(value, torch.Tensor) and value.device.type != "meta":
+            raise LookupError("not a meta value")
+        self._values[n] = value
+        return value
+
     def _recorded(self, fn):
         tracer, thread = self, threading.get_ident()
 
         def factory(*args, **kwargs):
-            if threading.get_ident() != thread:   # another thread of this process is not being traced
+            if threading.get_ident() != thread or tracer._evaluating:   # not a call of the traced forward
                 return fn(*args, **kwargs)
             return tracer.create_proxy("call_function", fn, args, kwargs)
 
@@ -186,8 +251,9 @@ def defaults_not_given(model: torch.nn.Module, n_inputs: int) -> dict[str, Any]:
     return out
 
 
-def _attempt(model: torch.nn.Module, proxy_scalars: bool, leaves: frozenset[str], concrete: dict[str, Any]):
-    tracer = Tracer(proxy_scalars, leaves)
+def _attempt(model: torch.nn.Module, proxy_scalars: bool, leaves: frozenset[str], concrete: dict[str, Any],
+             example_inputs: Sequence[Any]):
+    tracer = Tracer(proxy_scalars, leaves, example_inputs)
     try:
         graph = tracer.trace(model, concrete or None)
         for n in graph.nodes:   # fx renames a specialised parameter (h -> h_1); callers pass it by its own name
@@ -198,10 +264,11 @@ def _attempt(model: torch.nn.Module, proxy_scalars: bool, leaves: frozenset[str]
         return None, _one_line(e), tracer.failed_in
 
 
-def _trace(model: torch.nn.Module, concrete: dict[str, Any]) -> tuple[fx.GraphModule | None, str]:
+def _trace(model: torch.nn.Module, concrete: dict[str, Any],
+           example_inputs: Sequence[Any]) -> tuple[fx.GraphModule | None, str]:
     first_reason = ""
     for proxy_scalars in (True, False):
-        gm, reason, _ = _attempt(model, proxy_scalars, frozenset(), concrete)
+        gm, reason, _ = _attempt(model, proxy_scalars, frozenset(), concrete, example_inputs)
         if gm is not None:
             return gm, ""
         first_reason = first_reason or reason
@@ -209,7 +276,7 @@ def _trace(model: torch.nn.Module, concrete: dict[str, Any]) -> tuple[fx.GraphMo
     leaves: list[str] = []
     reasons: list[str] = []
     for _ in range(_MAX_OPAQUE):
-        gm, reason, failed_in = _attempt(model, False, frozenset(leaves), concrete)
+        gm, reason, failed_in = _attempt(model, False, frozenset(leaves), concrete, example_inputs)
         if gm is not None:
             detail = "; ".join(f"{leaf} ({r})" for leaf, r in list(zip(leaves, reasons))[:3])
             more = f"; and {len(leaves) - 3} more" if len(leaves) > 3 else ""
@@ -228,7 +295,7 @@ def trace_model(model: torch.nn.Module, example_inputs: Sequence[Any]) -> tuple[
     could only be kept as calls, and ``(None, reason)`` when nothing could be traced. ``gm.meta["shapes_known"]``
     is False (with ``gm.meta["shapes_reason"]``) when shape propagation failed; the graph is still usable.
     """
-    gm, note = _trace(model, defaults_not_given(model, len(example_inputs)))
+    gm, note = _trace(model, defaults_not_given(model, len(example_inputs)), example_inputs)
     if gm is None:
         return None, note
     for n in gm.graph.nodes:

@@ -125,14 +125,16 @@ def _weights_on_meta():
         torch.nn.Module.register_parameter, torch.nn.Module.register_buffer = reg_param, reg_buffer
 
 
-def build_meta_model(mod: types.ModuleType) -> torch.nn.Module:
-    """The problem's ``Model`` with its weights on the meta device (nothing allocated for them)."""
+def build_meta_model(mod: types.ModuleType, cls: type | None = None) -> torch.nn.Module:
+    """The problem's ``Model`` (or ``cls``, e.g. a candidate's ``ModelNew``) built with the problem's init inputs
+    and its weights on the meta device (nothing allocated for them)."""
+    cls = cls or mod.Model
     try:
         with torch.device("meta"):
-            return mod.Model(*mod.get_init_inputs())
+            return cls(*mod.get_init_inputs())
     except Exception:  # noqa: BLE001 - an __init__ that reads values: build on the CPU, weights still on meta
         with _weights_on_meta():
-            return mod.Model(*mod.get_init_inputs())
+            return cls(*mod.get_init_inputs())
 
 
 @dataclasses.dataclass

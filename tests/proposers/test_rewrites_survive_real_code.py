@@ -229,3 +229,33 @@ def test_trace_model_gives_shapes_or_says_why():
     assert note == "" and gm.meta["shapes_known"]
     out = [n for n in gm.graph.nodes if n.op == "output"][0].args[0]
     assert tuple(out.meta["tensor_meta"].shape) == (2, 3)
+
+
+def test_conditions_on_sizes_and_devices_are_decided_and_guarded(tmp_path):
+    p = make_problem(tmp_path, "guards", """
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(8, 8)
+                self.b = nn.Linear(8, 4)
+
+            def forward(self, x):
+                b, n, d = x.shape
+                assert d == 8, "wrong width"
+                if x.device != self.a.weight.device:
+                    raise ValueError("device")
+                if n > 2:
+                    x = x[:, :2]
+                return self.b(self.a(x))
+        """, "[torch.randn(2, 5, 8)]")
+    traced, note = trace_problem_reason(p)
+    assert traced is not None and note == ""
+    src = assert_exact(p, ["linear_chain"])
+    ref, new, prob = build_pair(p.source, src)
+    with torch.no_grad():
+        try:
+            new(torch.randn(2, 1, 8))    # the other branch: the guard refuses instead of answering wrongly
+            raised = False
+        except Exception:  # noqa: BLE001 - torch._assert raises AssertionError or RuntimeError
+            raised = True
+    assert raised
