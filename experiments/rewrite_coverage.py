@@ -303,7 +303,7 @@ def _row_cells(row: dict, verdicts: dict, v0_rows: dict) -> list[str]:
     return [traced, proposed, ", ".join(row["rewrites"]), built, accepted, "; ".join(reasons)]
 
 
-def table(data: Path, out: Path, command: str) -> None:
+def table(data: Path, out: Path, command: str, note: str = "") -> None:
     rows = _done(data / "scan.jsonl")
     verdicts = {r["problem"].split("/", 1)[1]: r for r in _read_all(data / "verify.jsonl")}
     v0_rows = {k.split("/", 1)[1]: r for k, r in rows.items() if r["version"] == "v0"}
@@ -330,6 +330,7 @@ def table(data: Path, out: Path, command: str) -> None:
         f"- Machine: {_cpu()}, {os.cpu_count()} cores (shared with other work), torch {torch.__version__}, "
         f"Python {platform.python_version()}",
         f"- Commit: {_commit()}; problems: `../shared/kernelbench` (read in place, not copied)",
+        *([f"- {note}"] if note else []),
         "- traced: `yes` (whole forward), `partial` (submodules fx cannot trace kept as opaque calls), `no`;",
         "  `no shapes` when shape propagation on meta tensors failed (rewrites that need shapes then decline).",
         "- proposed: graph-rewrite candidates / all candidates of the rewrites proposer for the CPU "
@@ -378,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-problem", type=int, default=1)
     ap.add_argument("--time-cap", type=float, default=3600.0)
     ap.add_argument("--levels", default="2,3,1", help="v0 levels to verify, in this order")
+    ap.add_argument("--note", default="", help="a line for the table's header (what was run when)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("proposers", "torch"):
@@ -390,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                tuple(int(v) for v in args.levels.split(",")))
     else:
         table(args.data, args.out, "python experiments/rewrite_coverage.py scan; python experiments/rewrite_coverage.py"
-              f" verify --per-problem 1 --time-cap S --levels 2,3,1; python experiments/rewrite_coverage.py table")
+              f" verify --per-problem 1 --time-cap S --levels 2,3,1; python experiments/rewrite_coverage.py table",
+              args.note)
     return 0
 
 
