@@ -199,9 +199,8 @@ class Campaign:
         rng.shuffle(new)
         for item in new[:max(0, room)]:
             self.pending[item.key] = item
-        for item in new[max(0, room):]:       # asked past the budget: never sent, so closed with the proposers
-            tell(feed.proposers, item.island.hardware, item.candidate,
-                 not_run("not sent: the evaluation budget was reached", _torch_device(item)))
+        # asked past the budget: never sent, so logged and closed with the proposers
+        self._not_run(new[max(0, room):], feed.proposers, "not sent: the evaluation budget was reached")
         return min(len(new), max(0, room))
 
     def _loop(self, population, proposers, dispatcher, rng, feed: Feed, elapsed0) -> None:
@@ -259,19 +258,24 @@ class Campaign:
         taken = dispatcher.withdraw()
         if not taken:
             return
-        with open(self.out / "logs" / "not_started.jsonl", "a") as f:
-            for key in taken:
-                item = self.pending.pop(key)
-                tell(proposers, item.island.hardware, item.candidate,
-                     not_run("not started: the campaign's time budget was spent before it reached a device",
-                             _torch_device(item)))
-                f.write(json.dumps({"eval_key": key, "generation": item.generation,
-                                    "island": dataclasses.asdict(item.island), "candidate_id": item.candidate.id,
-                                    "proposer": item.candidate.proposer}) + "\n")
+        self._not_run([self.pending.pop(key) for key in taken], proposers,
+                      "not started: the campaign's time budget was spent before it reached a device")
         log.info("time budget spent: %d queued evaluations not started (logs/not_started.jsonl); "
                  "%d running ones finish", len(taken), len(self.pending))
         self.progress.note = f"time budget spent: {len(taken)} queued not started"
         self._checkpoint(proposers, rng, feed, elapsed)
+
+    def _not_run(self, items: list[Pending], proposers, reason: str) -> None:
+        """Work proposed and never evaluated: named in ``logs/not_started.jsonl`` and told to the proposers as not
+        run, so that nothing they asked for (an Optuna trial) stays open."""
+        if not items:
+            return
+        with open(self.out / "logs" / "not_started.jsonl", "a") as f:
+            for item in items:
+                tell(proposers, item.island.hardware, item.candidate, not_run(reason, _torch_device(item)))
+                f.write(json.dumps({"eval_key": item.key, "generation": item.generation,
+                                    "island": dataclasses.asdict(item.island), "candidate_id": item.candidate.id,
+                                    "proposer": item.candidate.proposer, "reason": reason}) + "\n")
 
     def _record(self, population: Population, proposers, key: str, result: EvalResult) -> None:
         item = self.pending.get(key)
