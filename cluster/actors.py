@@ -13,7 +13,6 @@ import logging
 import os
 import platform
 import socket
-import threading
 from typing import Any, Callable, Union
 
 import ray
@@ -22,7 +21,7 @@ from cluster import hardware
 from evaluators.machines import nvidia_driver_version
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
-from search.protocol import accepts_timing_slot, call_evaluate
+from search.protocol import DeviceSlot, accepts_timing_slot, call_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class EvaluatorActor:
         self._hw_class = hw_class
         self._evaluate: EvaluateFn = resolve(evaluate)
         self._takes_slot = accepts_timing_slot(self._evaluate)
-        self._timing_slot = threading.Lock()      # one exclusive timing phase per device, whatever the verify slots
+        self._timing_slot = DeviceSlot()     # verifications may overlap; timing has the device alone
         self._fingerprint: dict[str, Any] | None = None
 
     def ready(self) -> dict[str, Any]:

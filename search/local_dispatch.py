@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from evaluators.result import EvalResult
-from search.protocol import NoDevice, accepts_timing_slot, call_evaluate, stamped
+from search.protocol import DeviceSlot, NoDevice, accepts_timing_slot, call_evaluate, stamped
 from search.scheduler import Scheduler, Ticket
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class LocalDispatcher:
                                 precheck_timeout_s=precheck_timeout_s, max_prechecks=precheck_workers)
         self._offset = time.time() - time.monotonic()
         self._answers: queue.Queue[tuple[int, str, Any]] = queue.Queue()
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, DeviceSlot] = {}
         self._hw_of: dict[str, str] = {}
         self._slots = slots
         self._closed = False
@@ -104,7 +104,7 @@ class LocalDispatcher:
     def _add(self, device: str, cls: str) -> None:
         slots = self._slots.get(cls, 1) if isinstance(self._slots, Mapping) else self._slots
         self._sched.add_device(device, cls, slots)
-        self._locks[device] = threading.Lock()
+        self._locks[device] = DeviceSlot()
         self._hw_of[device] = cls
 
     def _replace_doomed(self) -> None:

@@ -3,9 +3,11 @@ device's timing slot, what makes a device poisoned, and how a result carries the
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import re
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +50,53 @@ def poisoned(result: EvalResult) -> bool:
 
 _LEGACY_POISON = re.compile(r"cuda|cudnn|cublas|illegal memory access|device-side assert|launch failure",
                             re.IGNORECASE)
+
+
+class DeviceSlot:
+    """One device's phases: work that may overlap on the device (build, verification) holds it shared; timing holds
+    it alone, with nothing else on the device. Used as a context manager it is the exclusive (timing) hold, so an
+    evaluator that only knows the timing slot still gets it; ``shared()`` is the hold for the overlapping phases.
+    An exclusive request waits for the shared holders to leave and keeps new ones out meanwhile, so a stream of
+    verifications cannot starve timing. Neither hold is re-entrant, and a shared holder must leave before it asks
+    for the exclusive hold."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0           # exclusive requests waiting
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._shared += 1
+        try:
+            yield self
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    def __enter__(self) -> "DeviceSlot":
+        with self._cond:
+            self._waiting += 1
+            try:
+                self._cond.wait_for(lambda: not self._exclusive and not self._shared)
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._cond:
+            self._exclusive = False
+            self._cond.notify_all()
+
+    def holders(self) -> tuple[int, bool]:
+        """(shared holders, whether it is held alone), for tests and the live view."""
+        with self._cond:
+            return self._shared, self._exclusive
 
 
 def accepts_timing_slot(fn: Callable[..., Any]) -> bool:

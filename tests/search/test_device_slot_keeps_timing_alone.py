@@ -1,0 +1,85 @@
+"""A device's slot: verifications overlap one another, timing has the device alone, and waiting timing is not
+starved by verifications that keep arriving."""
+import threading
+import time
+
+from search.protocol import DeviceSlot
+
+
+def _wait_until(cond, limit_s=10.0):
+    end = time.monotonic() + limit_s
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_shared_holds_overlap_and_timing_waits_for_them_to_leave():
+    slot = DeviceSlot()
+    leave = threading.Event()
+    order = []
+
+    def verify(name):
+        with slot.shared():
+            order.append(f"{name} in")
+            leave.wait()
+            order.append(f"{name} out")
+
+    def time_it():
+        with slot:
+            order.append("timing")
+
+    a, b = threading.Thread(target=verify, args=("a",)), threading.Thread(target=verify, args=("b",))
+    a.start(), b.start()
+    _wait_until(lambda: slot.holders() == (2, False))        # two verifications at once
+    t = threading.Thread(target=time_it)
+    t.start()
+    time.sleep(0.05)
+    assert "timing" not in order                              # not while anything else is on the device
+    leave.set()
+    for th in (a, b, t):
+        th.join(5)
+    assert order.index("timing") > max(order.index("a out"), order.index("b out"))
+    assert slot.holders() == (0, False)
+
+
+def test_nothing_shares_the_device_while_it_is_timed_and_timing_is_not_starved():
+    slot = DeviceSlot()
+    timing_started = threading.Event()
+    seen_during_timing = []
+    stop = threading.Event()
+
+    def verifier():
+        while not stop.is_set():
+            with slot.shared():
+                time.sleep(0.002)
+
+    def timer():
+        with slot:
+            timing_started.set()
+            for _ in range(20):
+                seen_during_timing.append(slot.holders())
+                time.sleep(0.001)
+
+    workers = [threading.Thread(target=verifier) for _ in range(3)]
+    for w in workers:
+        w.start()
+    _wait_until(lambda: slot.holders()[0] > 0)
+    t = threading.Thread(target=timer)
+    t.start()
+    assert timing_started.wait(10), "timing starved by a stream of verifications"
+    t.join(5)
+    stop.set()
+    for w in workers:
+        w.join(5)
+    assert seen_during_timing and all(h == (0, True) for h in seen_during_timing)
+
+
+def test_an_exception_inside_either_hold_releases_it():
+    slot = DeviceSlot()
+    for hold in (slot.shared, lambda: slot):
+        try:
+            with hold():
+                raise RuntimeError("candidate failed")
+        except RuntimeError:
+            pass
+        assert slot.holders() == (0, False)
