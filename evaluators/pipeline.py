@@ -31,7 +31,7 @@ from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit
 from evaluators.machines import cpu_model_name, nvidia_driver_version
 from evaluators.paired import PairedRun, paired_blocks
 from evaluators.policy import EvalRequest, VerifyPolicy
-from evaluators.profiling import with_profile
+from evaluators.profiling import profile_in_child, with_profile
 from evaluators.problem import check_candidate_source
 from evaluators.result import EvalResult, Status
 from evaluators.sandbox import ChildFailed, SandboxLimits
@@ -177,8 +177,12 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     checks = CheckLog()
     ready: dict[str, Any] = {}
     run = paired = record = None
+    profiled: dict[str, Any] = {}
     try:
-        with contextlib.ExitStack() as slot:
+        with contextlib.ExitStack() as slot, contextlib.ExitStack() as sharing:
+            if hasattr(timing_slot, "shared"):
+                # building and verifying may overlap with other candidates' on this device, never with timing
+                sharing.enter_context(timing_slot.shared())
             with POOL.take(plan.candidate, cache_dir, "candidate") as child:
                 # the children needed next start while this one builds and is verified
                 if req.mode == "bench":
@@ -202,6 +206,7 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                         POOL.settle()       # no start-up may compete with a timed call
                         # waiting for the slot and the baselines is no part of the candidate's time
                         child.arm(lim.with_timeout(plan.candidate, (SPARE_IDLE_S, "waiting for the timing slot")))
+                        sharing.close()     # the shared hold is left before the device is asked for alone
                         slot.enter_context(timing_slot)
                         record, paired = _time(req, ref, child, plan, cache_dir, bdir, rng, checks, stage, slot)
                         run = paired.candidate
@@ -212,6 +217,9 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                     raise first
                 with stage("verify"):
                     audit(child, ready["settings_before"])
+                if req.mode == "bench":
+                    with stage("profile"):      # in the judged child, built and warm, with the device still alone
+                        profiled = profile_in_child(child, ref)
             inconsistent = host_clock_consistent(run, ping) if req.mode == "bench" else None
             if inconsistent:
                 raise Rejected(Status.TIMING_INCONSISTENT, inconsistent)
@@ -229,9 +237,7 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                         provenance=provenance(req.device, device_name), **_errors(checks), **base)
     if req.mode == "verify":
         return result
-    timed = with_timing(req, ref, result, record, paired, bdir)
-    with stage("profile"):
-        return with_profile(timed, req, ref, plan.candidate, cache_dir)
+    return with_profile(with_timing(req, ref, result, record, paired, bdir), profiled)
 
 
 def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, cache_dir: Path, bdir: Path, rng: random.Random,

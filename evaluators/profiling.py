@@ -1,8 +1,8 @@
 """Profiles of accepted evaluations: where a candidate's time goes and where it stands on its roofline.
 
-``with_profile`` runs the accepted candidate once more in a sandboxed child of its own, under ``torch.profiler``
-(``child_profile`` is the child's side of the ``profile`` request, served after the judged calls and the audit, so
-the profiler is no part of what is judged). The summary (top kernels or ops by self device time, launches and bytes
+``profile_in_child`` asks the judged child, once its judged calls and audit are done and while the device is still
+held alone, for a few more calls under ``torch.profiler`` (``child_profile`` is the child's side), so the profiler
+is no part of what is judged and costs no second build. The summary (top kernels or ops by self device time, launches and bytes
 allocated per call) joins the result's profile with the roofline of the hardware class's machine model
 (``machine_specs``): arithmetic intensity, the compute and memory floors, and the fraction of the floor reached.
 A profile informs the people and the LLM proposers; it never changes a verdict, and when it cannot be taken the
@@ -71,32 +71,28 @@ def roofline(profile: dict[str, Any], median_ms: float, *, cores: int = 1, devic
             "fraction_of_floor": floor_ms / median_ms}
 
 
-def with_profile(result, req, ref, limits, cache_dir) -> Any:
-    """``result`` with the candidate's profile and roofline added to ``result.profile`` when it was accepted in a
-    bench; any other result is returned as it is."""
-    if not result.status.accepted or req.mode != "bench" or result.candidate is None:
-        return result
-    from pathlib import Path
-
-    from evaluators.judge import Rejected, init_child
+def profile_in_child(child, ref) -> dict[str, Any]:
+    """The ``profile`` request to the judged child, after its judged calls and audit: the summary, or
+    ``profile_error`` saying why there is none. The verdict is taken before this, and nothing here changes it."""
+    from evaluators.judge import Rejected
     from evaluators.sandbox import ChildFailed
-    from evaluators.warm import POOL
 
-    extra: dict[str, Any]
     try:
-        # a warm spare when one is ready (torch already imported), and another one started for the next evaluation
-        with POOL.take(limits, Path(cache_dir), "candidate") as child:
-            if POOL.retaining:
-                POOL.prepare(limits, Path(cache_dir), "candidate")
-            path = child.scratch / "candidate.py"
-            path.write_text(req.candidate_source)
-            init_child(child, "candidate", ref, candidate_path=path, warmup=1)
-            kind, reply = child.request("profile", {"seed": ref.seed + 7, "calls": PROFILE_CALLS})
-        extra = reply if kind == "profile" else {"profile_error": str((reply or {}).get("message", kind))[:300]}
+        kind, reply = child.request("profile", {"seed": ref.seed + 7, "calls": PROFILE_CALLS})
     except (Rejected, ChildFailed) as e:
-        extra = {"profile_error": e.reason[:300]}
+        return {"profile_error": e.reason[:300]}
     except OSError as e:
-        extra = {"profile_error": f"{type(e).__name__}: {e}"[:300]}
+        return {"profile_error": f"{type(e).__name__}: {e}"[:300]}
+    if kind != "profile":
+        return {"profile_error": str((reply or {}).get("message", kind))[:300]}
+    return reply
+
+
+def with_profile(result, extra: dict[str, Any]) -> Any:
+    """``result`` with the candidate's profile (``profile_in_child``'s answer) and roofline added to
+    ``result.profile`` when it was accepted with a time; any other result is returned as it is."""
+    if not result.status.accepted or result.candidate is None or not extra:
+        return result
     if "profile_error" in extra:
         log.info("no profile for this candidate: %s", extra["profile_error"])
     line = roofline({**result.profile, **extra}, result.candidate.median_ms,

@@ -119,5 +119,13 @@ def test_bench_reports_times_and_a_speedup_inside_its_interval(files, kswarm_cac
         assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
     low, high = result["speedup_ci"]
     assert low <= result["speedup"] <= high
-    assert result["speedup"] == pytest.approx(
-        min(result["eager_ms"], result["compile_ms"]) / result["candidate_ms"], rel=1e-6)
+    # paired timing: the speedup is the median of the per-block ratios against the faster baseline, timed
+    # alternately with the candidate
+    timing = result["timing"]
+    assert timing["method"] == "paired blocks" and timing["faster_baseline"] in ("eager", "compile")
+    ratios = sorted(timing["block_ratios"])
+    assert len(ratios) == timing["blocks"] >= 3
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    assert result["speedup"] == pytest.approx(median, rel=1e-3)     # the ratios are stored rounded to 4 places
+    assert ratios[0] - 1e-3 <= low <= high <= ratios[-1] + 1e-3    # order statistics of those ratios

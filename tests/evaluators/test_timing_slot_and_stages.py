@@ -117,3 +117,49 @@ def test_the_slot_is_released_when_timing_rejects(tmp_path, kswarm_cache_dir):
     assert result.status is Status.TIMED_MISMATCH, result.reason
     assert slot.events == ["enter", "exit"]
     assert "time" in result.stage_s
+
+
+class Recorded:
+    """The engine's DeviceSlot, recording which hold was taken in which order."""
+
+    def __init__(self) -> None:
+        from search.protocol import DeviceSlot
+        self.inner = DeviceSlot()
+        self.events: list[str] = []
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self.inner.shared():
+            self.events.append("shared")
+            yield
+        self.events.append("shared out")
+
+    def __enter__(self):
+        self.inner.__enter__()
+        self.events.append("alone")
+        return self
+
+    def __exit__(self, *exc):
+        self.events.append("alone out")
+        self.inner.__exit__(*exc)
+
+
+def test_with_a_device_slot_verification_shares_the_device_timing_and_profile_have_it_alone(tmp_path,
+                                                                                         kswarm_cache_dir):
+    slot = Recorded()
+    result = evaluate(_req(tmp_path, kswarm_cache_dir, HONEST), timing_slot=slot)
+    assert result.status is Status.ACCEPTED, result.reason
+    # the shared hold is left before the device is asked for alone, and everything is let go at the end
+    assert slot.events == ["shared", "shared out", "alone", "alone out"]
+    assert slot.inner.holders() == (0, False)
+    # the profile came from the judged child: no second spawn or build, and it is in the result
+    assert "profile" in result.stage_s
+    assert result.profile.get("top_ops") and result.profile.get("profiled_calls") == 5
+    assert "profile_error" not in result.profile and "roofline" in result.profile
+
+
+def test_a_verification_holds_the_device_slot_shared_only(tmp_path, kswarm_cache_dir):
+    slot = Recorded()
+    result = evaluate(_req(tmp_path, kswarm_cache_dir, HONEST, mode="verify"), timing_slot=slot)
+    assert result.status is Status.ACCEPTED, result.reason
+    assert slot.events == ["shared", "shared out"] and "profile" not in result.stage_s
