@@ -120,6 +120,9 @@ def static_code(value: Any) -> str | None:
     n = value
     if n.op == "get_attr":
         return f"_ks_get(self, {n.target!r})"
+    if n.op == "call_function" and n.target is getattr and len(n.args) == 2 and n.args[1] in ("T", "mT"):
+        inner = static_code(n.args[0])    # a transposed parameter: W.T
+        return None if inner is None else f"({inner}).{n.args[1]}"
     args = [static_code(a) for a in n.args]
     kwargs = {k: static_code(v) for k, v in n.kwargs.items()}
     if any(a is None for a in args) or any(v is None for v in kwargs.values()):

@@ -1,4 +1,4 @@
-"""The rewrites added for KernelBench's level 2 are exact on the real problems they were written for: each is
+"""The rewrites added or extended for KernelBench's level 2 are exact on the real problems they were written for: each is
 applied to the traced v0 problem and the candidate matches the reference at v0 sizes on the CPU (seeded weights and
 fresh inputs, the verifier's tolerance); on head, where sizes are GPU-sized, each is checked to apply."""
 from __future__ import annotations
@@ -16,6 +16,7 @@ from proposers.rewrites.proposer import COMBINED
 
 KERNELBENCH = pathlib.Path(__file__).resolve().parents[3] / "shared" / "kernelbench"
 APPLIES = {
+    "algebraic": ["level2/14_Gemm_Divide_Sum_Scaling.py"],      # x @ W.T, / 2, sum, * s: one GEMV
     "reduce_identity": ["level2/18_Matmul_Sum_Max_AvgPool_LogSumExp_LogSumExp.py",
                         "level2/42_ConvTranspose2d_GlobalAvgPool_BiasAdd_LogSumExp_Sum_Multiply.py",
                         "level2/44_ConvTranspose2d_Multiply_GlobalAvgPool_GlobalAvgPool_Mean.py",

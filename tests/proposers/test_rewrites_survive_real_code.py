@@ -259,3 +259,17 @@ def test_conditions_on_sizes_and_devices_are_decided_and_guarded(tmp_path):
         except Exception:  # noqa: BLE001 - torch._assert raises AssertionError or RuntimeError
             raised = True
     assert raised
+
+
+def test_matmul_by_a_transposed_parameter_is_a_linear(tmp_path):
+    p = make_problem(tmp_path, "weight_t", """
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.weight = nn.Parameter(torch.randn(6, 5))
+
+            def forward(self, x):
+                return torch.matmul(x, self.weight.T) / 2
+        """, "[torch.randn(4, 5)]")
+    src = assert_exact(p, ["scale_bias_fold"])
+    assert ".T" in src and "matmul" not in src.split("---- generated ----")[1].split("def forward")[1]
