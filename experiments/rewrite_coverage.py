@@ -290,6 +290,8 @@ def _row_cells(row: dict, verdicts: dict, v0_rows: dict) -> list[str]:
     else:
         b = row.get("built")
         built = f"{b[0]}/{b[1]}" if b and b[1] else "-"
+        if row.get("cpp_not_built"):
+            reasons.append(f"{row['cpp_not_built']} C++ fusion candidate(s) not built here")
         for recipe, why in (row.get("build_failures") or {}).items():
             reasons.append(f"{recipe} does not build: {why}")
         v = verdicts.get(name)
