@@ -175,7 +175,7 @@ class Chaos:
     # --- the run ----------------------------------------------------------------------------------------------
 
     def run(self) -> dict:
-        make_campaign(self.root, self.evaluations, files=max(4, self.evaluations // 3))
+        make_campaign(self.root, self.evaluations, files=self.evaluations)
         self.t0 = time.monotonic()
         deadline = self.t0 + self.max_seconds
         self.cluster = self._cluster()
@@ -237,6 +237,9 @@ class Chaos:
             "optuna_running_at_end": optuna_running(self.out),
             "damage_reported": reported,
             "seconds": round(time.monotonic() - self.t0, 1), "dir": str(self.root),
+            # a driver killed while it held the Optuna journal's lock: the next one waits Optuna's 30 s grace
+            "optuna_stale_lock_releases": sum(p.read_text(errors="replace").count("Forcibly releasing the lock")
+                                              for p in self.root.glob("driver-*.log")),
             "ended": json.loads((self.root / "ended.json").read_text())["note"] if final_rc == 0 else "",
         }
         damage_ok = all(reported[k] >= sum(1 for r in injected if r["kind"] == k and r.get("damaged"))
