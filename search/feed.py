@@ -67,8 +67,12 @@ def build_proposers(cfg: CampaignConfig, out_dir: Path) -> list[tuple[ProposerSp
     built = []
     for spec in cfg.proposers:
         options = dict(spec.options)
+        if "campaign_dir" in options:     # set by the campaign file's loader for the LLM proposer
+            options["campaign_dir"] = str(Path(options["campaign_dir"]).resolve())
         if spec.kind == "optuna":
-            options.setdefault("campaign_dir", str(out_dir))
+            # absolute: Optuna's journal lock is a symlink to this path, which dangles when relative, and a lock
+            # left by a killed driver is then never released (the next driver spins on it)
+            options.setdefault("campaign_dir", str(Path(out_dir).resolve()))
             options.setdefault("seed", cfg.campaign.seed)
         if spec.kind == "files":
             options = {"paths": [str(options.pop("dir"))]}

@@ -37,7 +37,8 @@ def cheap(req: EvalRequest, *, timing_slot=None) -> EvalResult:
 
 
 def slow(req: EvalRequest, *, timing_slot=None) -> EvalResult:
-    time.sleep(0.8)
+    # longer than the budget and one poll of the loop: the budget runs out while the first one runs, the rest queued
+    time.sleep(3.0)
     return cheap(req)
 
 
@@ -94,10 +95,10 @@ def test_results_recorded_after_the_last_checkpoint_are_told_on_resume(tmp_path:
 
 
 def test_work_withdrawn_at_the_time_budget_closes_its_trials(tmp_path: Path) -> None:
-    cfg, out = load_config(campaign(tmp_path, 40, 0.03)), tmp_path / "run"
+    cfg, out = load_config(campaign(tmp_path, 40, 0.02)), tmp_path / "run"
     Campaign(cfg, out, local=True, dispatcher_factory=lambda cfg: LocalDispatcher({"cpu": 1}, slow)).run()
     withdrawn = [json.loads(line) for line in (out / "logs" / "not_started.jsonl").read_text().splitlines()]
-    assert withdrawn, "1.8 s of budget cannot evaluate four 0.8 s candidates on one slot"
+    assert withdrawn, "1.2 s of budget cannot start four 3 s candidates on one slot"
     ck_pending = load_checkpoint(out).proposer_states["optuna@cpu"]["pending"]
     assert not set(ck_pending) & {w["candidate_id"] for w in withdrawn}
     states = [t.state for t in trials(out).values()]
@@ -107,3 +108,16 @@ def test_work_withdrawn_at_the_time_budget_closes_its_trials(tmp_path: Path) -> 
     assert states.count(TrialState.COMPLETE) == done and states.count(TrialState.FAIL) >= len(withdrawn)
     assert not (set(read_population(out).column("candidate_id").to_pylist())
                 & {w["candidate_id"] for w in withdrawn})
+
+
+def test_a_relative_campaign_dir_gives_optuna_an_absolute_journal(tmp_path: Path, monkeypatch) -> None:
+    """Optuna's journal lock is a symlink to the journal's path as given: a relative one dangles, so a lock left by a
+    driver killed while writing is never released and the resumed driver spins on it (seen in the chaos run with
+    ``kswarm resume runs/x``-style relative directories)."""
+    from search.feed import build_proposers
+    cfg = load_config(campaign(tmp_path, 4, 5))
+    monkeypatch.chdir(tmp_path)
+    proposers = build_proposers(cfg, Path("run"))
+    tuner = next(p for spec, p in proposers if spec.kind == "optuna")
+    assert tuner.journal_path("cpu").is_absolute()
+    assert tuner.journal_path("cpu") == (tmp_path / "run" / "studies" / "cpu.journal").resolve()
