@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
 from proposers.base import Candidate, device_kind
+from search import report_data
 from search.checkpoint import Checkpoint, load_checkpoint, restore_rng, rng_state, save_checkpoint, to_dispatch_again
 from search.config import CampaignConfig
 from search.feed import INBOX, Feed, Island, Pending, build_proposers, default_cores, not_run, result_of_row, tell
@@ -52,6 +53,7 @@ class Progress:
     eta_s: float | None = None
     note: str = ""
     throughput: dict[str, Any] = dataclasses.field(default_factory=dict)   # see search.throughput
+    llm: dict[str, Any] = dataclasses.field(default_factory=dict)   # candidates, from_guidance, tokens, cost_usd
 
 
 class Campaign:
@@ -81,7 +83,8 @@ class Campaign:
         save_checkpoint(self.out, Checkpoint(
             generations={"campaign": feed.generation(), **{f"cursor@{hw}": c for hw, c in feed.cursors.items()}},
             proposer_states={f"{spec.name}@{hw}": p.get_state() for hw, ps in proposers.items() for spec, p in ps},
-            in_flight={k: v.to_dict() for k, v in self.pending.items()}, rng_state=rng_state(rng), elapsed_s=elapsed))
+            in_flight={k: v.to_dict() for k, v in self.pending.items()}, rng_state=rng_state(rng), elapsed_s=elapsed,
+            **_llm_spend(self.out)))
 
     def _request(self, island: Island, cand: Candidate) -> EvalRequest:
         # baselines once per candidate here; export re-measures with two rounds
@@ -310,6 +313,9 @@ class Campaign:
 
     def _refresh(self, population: Population, p: Progress) -> None:
         p.statuses = dict(population.status_counts())
+        if any(spec.kind == "llm" for spec in self.cfg.proposers):
+            p.llm = {**population._cached("llm_counts", lambda: report_data.llm_counts(population.table)),
+                     **_llm_spend(self.out)}
         best = population.best()
         p.best = {(r["problem_id"], r["hardware"]): r["speedup"] for r in best.to_pylist()
                   if r.get("speedup") is not None}
@@ -354,6 +360,15 @@ def _sigterm_as_interrupt() -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _llm_spend(out: Path) -> dict[str, Any]:
+    """Tokens and cost the campaign's LLM proposers have spent, from their ledger (nothing when none ran)."""
+    if not (out / "llm" / "usage.jsonl").exists():
+        return {}
+    from proposers.llm.store import Ledger
+    totals = Ledger(out).totals()
+    return {"tokens": totals.tokens, "cost_usd": round(totals.cost_usd, 6)}
 
 
 def _ray_temp_dir(out: Path) -> str:

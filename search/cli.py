@@ -217,6 +217,10 @@ def _progress_table(name: str, p) -> Table:
     caption = "  ".join(f"{k}: {v}" for k, v in sorted(p.statuses.items()))
     if p.throughput:
         caption += ("\n" if caption else "") + _throughput_line(p.throughput)
+    if getattr(p, "llm", None):
+        caption += ("\n" if caption else "") + (
+            f"llm: {p.llm.get('candidates', 0)} candidates, {p.llm.get('from_guidance', 0)} from guidance, "
+            f"{p.llm.get('tokens', 0)} tokens, ${p.llm.get('cost_usd', 0.0):.4f}")
     t.caption = caption or None
     return t
 

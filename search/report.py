@@ -99,6 +99,7 @@ def build(table: pa.Table, out_dir: Path, wall_s: float | None = None) -> tuple[
                       ["problem", "hardware", "status", "reason"])]
 
     blocks += _throughput_blocks(table, wall_s)
+    blocks += _llm_blocks(table)
 
     blocks.append(Block("h2", "Pareto fronts"))
     blocks.append(Block("p", "Accepted candidates per problem, speedup against error; ringed points are on their "
@@ -109,6 +110,20 @@ def build(table: pa.Table, out_dir: Path, wall_s: float | None = None) -> tuple[
                                          pdir / f"pareto__{_slug(pid)}.png"))
         blocks.append(Block("img", f"Pareto front of {pid}", src=_rel(made[-1])))
     return blocks, made
+
+
+def _llm_blocks(table: pa.Table) -> list[Block]:
+    ideas = report_data.llm_ideas(table)
+    if not ideas.num_rows:
+        return []
+    guided = sum(1 for g in ideas.column("from_guidance").to_pylist() if g is True)
+    return [Block("h2", "LLM ideas"),
+            Block("p", f"{ideas.num_rows} candidates written by an LLM proposer, {guided} of them from an idea a "
+                       "person gave (the campaign file's guidance or kswarm guide), marked yes below."),
+            Block("table", header=("problem", "hardware", "role", "from guidance", "idea", "status", "speedup"),
+                  rows=tuple((r["problem_id"], r["hardware"], r["role"], "yes" if r["from_guidance"] else "",
+                              r["idea"] or "-", r["status"], _fmt(r["speedup"]))
+                             for r in ideas.to_pylist()))]
 
 
 def _throughput_blocks(table: pa.Table, wall_s: float | None) -> list[Block]:

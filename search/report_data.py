@@ -129,3 +129,31 @@ def throughput(table: pa.Table, wall_s: float | None) -> tuple[dict, pa.Table, p
                   schema=pa.schema([("stage", pa.string()), ("count", pa.int64()), ("total_s", pa.float64()),
                                     ("mean_s", pa.float64())]))
     return summary, dev, st
+
+
+def llm_ideas(table: pa.Table) -> pa.Table:
+    """The candidates an LLM proposer wrote, one row each: problem, hardware, role, whether the idea came from a
+    person's guidance (campaign file or ``kswarm guide``), the idea, status and speedup."""
+    import json
+    rows = []
+    cols = ["problem_id", "hardware", "status", "speedup", "params", "proposer"]
+    for r in table.select(cols).to_pylist():
+        if not r["proposer"].startswith("llm"):
+            continue
+        try:
+            llm = (json.loads(r["params"] or "{}") or {}).get("llm") or {}
+        except (json.JSONDecodeError, AttributeError):
+            llm = {}
+        rows.append({"problem_id": r["problem_id"], "hardware": r["hardware"], "role": llm.get("role", ""),
+                     "from_guidance": bool(llm.get("from_guidance", False)),
+                     "idea": " ".join(str(llm.get("idea", "")).split())[:160], "status": r["status"],
+                     "speedup": r["speedup"]})
+    names = ["problem_id", "hardware", "role", "from_guidance", "idea", "status", "speedup"]
+    return pa.Table.from_pylist(rows) if rows else pa.table({n: pa.array([], pa.string()) for n in names})
+
+
+def llm_counts(table: pa.Table) -> dict[str, int]:
+    """How many candidates came from an LLM proposer, and how many of those from guidance."""
+    ideas = llm_ideas(table)
+    guided = sum(1 for g in ideas.column("from_guidance").to_pylist() if g is True) if ideas.num_rows else 0
+    return {"candidates": ideas.num_rows, "from_guidance": guided}

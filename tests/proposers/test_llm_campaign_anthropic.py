@@ -186,3 +186,15 @@ def test_campaign_fixes_resumes_and_replays(tmp_path: Path) -> None:
     assert any(r["candidate_id"][:12] in last for r in accepted)
     assert "x\n" in last.split("Parents so far")[1] and "of its roofline floor" in last and "aten::" in last
     assert all("stay in plain torch" in p for r, p in prompts if r in ("coder", "ideator"))
+
+    # the spend is in the checkpoint, and the report lists the LLM's candidates with where their ideas came from
+    from search.checkpoint import load_checkpoint
+    from search.report import report
+    ck = load_checkpoint(run)
+    spent = sum(json.loads(r["params"])["llm"]["input_tokens"] + json.loads(r["params"])["llm"]["output_tokens"]
+                for r in llm)
+    assert ck.tokens >= spent > 0 and ck.cost_usd > 0
+    paths = report(run)
+    text = paths.markdown.read_text()
+    assert "## LLM ideas" in text and "4 candidates written by an LLM proposer" in text
+    assert "fixer" in text.split("## LLM ideas")[1]
