@@ -39,8 +39,11 @@ class MachineSpec:
     sources: tuple[str, ...] = ()
 
     def peak_tflops(self, dtype: str = "float32", *, tensor: bool | None = None) -> float:
-        """The compute ceiling for ``dtype``. ``tensor=None`` picks the matrix units for the reduced precisions and
-        the vector units for float32 (PyTorch does not use TF32 for float32 matmuls by default)."""
+        """The compute ceiling for ``dtype``. ``tensor=None`` picks the matrix units for the reduced precisions; for
+        float32 it is the faster way to float32 accuracy: the vector units, or the matrix units' TF32 in three
+        passes (3xTF32, whose error stays at float32's level; PyTorch's own float32 matmuls use the vector units)."""
+        if tensor is None and dtype == "float32" and self.tensor_tflops.get("tf32"):
+            return max(self.vector_tflops.get("float32") or 0.0, self.tensor_tflops["tf32"] / 3)
         use_tensor = tensor if tensor is not None else dtype not in ("float32", "float64")
         table = self.tensor_tflops if use_tensor else self.vector_tflops
         return table.get(dtype) or self.vector_tflops.get(dtype) or max(self.vector_tflops.values())

@@ -58,7 +58,9 @@ def roofline(profile: dict[str, Any], median_ms: float, *, cores: int = 1, devic
     """Arithmetic intensity, the compute and memory floors on the class's machine model, and the fraction of the
     floor the measured time reaches; {} where the class has no model or the problem has no cost."""
     spec = machine_spec(str(profile.get("hardware", "")), cores=cores, device_name=device_name)
-    flops, nbytes = float(profile.get("flops") or 0.0), float(profile.get("bytes") or 0.0)
+    # the FLOPs no rewrite can remove (``floor_flops``); FLOPs a rewrite may fold away bound nothing
+    flops = float(profile.get("floor_flops", profile.get("flops")) or 0.0)
+    nbytes = float(profile.get("bytes") or 0.0)
     if spec is None or not (flops or nbytes) or not median_ms:
         return {}
     dtype = str(profile.get("flops_dtype") or "float32")
