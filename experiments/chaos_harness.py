@@ -191,7 +191,9 @@ class Chaos:
                 rec = self._inject(kind)
                 rows = self._rows()
                 self.log.append(rec)
-            while self.driver.poll() is None and time.monotonic() < deadline + 120:
+            # the faults are over: the last driver gets as long again to finish (a killed driver's stale Optuna
+            # lock alone costs it 30 s)
+            while self.driver.poll() is None and time.monotonic() < deadline + max(120.0, self.max_seconds):
                 time.sleep(0.5)
             if self.driver.poll() is None:
                 self._kill_driver()
