@@ -8,6 +8,7 @@ without losing or repeating an evaluation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -363,12 +364,20 @@ def _sigterm_as_interrupt() -> Any:
 
 
 def _llm_spend(out: Path) -> dict[str, Any]:
-    """Tokens and cost the campaign's LLM proposers have spent, from their ledger (nothing when none ran)."""
-    if not (out / "llm" / "usage.jsonl").exists():
+    """Tokens and cost the campaign's LLM proposers have spent, from their ledger (nothing when none ran). The
+    live view and every checkpoint ask after each result; the ledger is read again only when it has changed."""
+    try:
+        st = (out / "llm" / "usage.jsonl").stat()
+    except FileNotFoundError:
         return {}
+    return dict(_ledger_totals(str(out), st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _ledger_totals(out: str, size: int, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
     from proposers.llm.store import Ledger
-    totals = Ledger(out).totals()
-    return {"tokens": totals.tokens, "cost_usd": round(totals.cost_usd, 6)}
+    totals = Ledger(Path(out)).totals()
+    return (("tokens", totals.tokens), ("cost_usd", round(totals.cost_usd, 6)))
 
 
 def _ray_temp_dir(out: Path) -> str:

@@ -37,3 +37,16 @@ def test_the_campaigns_spend_comes_from_its_ledger(tmp_path):
         json.dumps({"tokens": 120, "cost_usd": 0.25}) + "\n" + json.dumps({"tokens": 30, "cost_usd": 0.5}) + "\n"
         + '{"tokens": 99, "cost')    # a line cut by a kill mid-write is not counted
     assert _llm_spend(tmp_path) == {"tokens": 150, "cost_usd": 0.75}
+
+
+def test_the_spend_follows_the_ledger_as_it_grows(tmp_path):
+    import os
+    from search.campaign import _llm_spend
+    ledger = tmp_path / "llm" / "usage.jsonl"
+    ledger.parent.mkdir()
+    ledger.write_text(json.dumps({"tokens": 10, "cost_usd": 0.1}) + "\n")
+    assert _llm_spend(tmp_path) == {"tokens": 10, "cost_usd": 0.1}
+    with open(ledger, "a") as f:
+        f.write(json.dumps({"tokens": 5, "cost_usd": 0.2}) + "\n")
+    os.utime(ledger, ns=(1, 2))     # a later read sees the new size whatever the clock's resolution
+    assert _llm_spend(tmp_path) == {"tokens": 15, "cost_usd": 0.3}
