@@ -92,8 +92,10 @@ def _device_nodes(device: str) -> list[str]:
 class Child:
     """One sandboxed child process. Use as a context manager; ``request`` sends a frame and waits for the answer."""
 
-    def __init__(self, limits: SandboxLimits, cache_dir: Path, label: str = "child"):
+    def __init__(self, limits: SandboxLimits, cache_dir: Path, label: str = "child",
+                 launcher: tuple[str, ...] = ()):
         self.limits = limits
+        self.launcher = tuple(launcher)   # a program the child runs under (a profiler such as ncu), or none
         self.cache_dir = Path(cache_dir)
         self.label = label
         self.scratch = Path(tempfile.mkdtemp(prefix=f"kswarm-{label}-"))
@@ -144,7 +146,7 @@ class Child:
                         "writable": writable if self.limits.confine_writes else None, "device": self.limits.device}
         env = {**scrubbed_env(self.scratch, self.cache_dir), "KSWARM_SANDBOX": self._marker}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
+            [*self.launcher, sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
             pass_fds=(c_read, c_write), cwd=self.scratch, env=env,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         os.close(c_read)
