@@ -80,14 +80,32 @@ def _drop_capabilities(libc) -> bool:
     return libc.capset(header, data) == 0
 
 
+def _limit_cpu(seconds: float | None, grace: int) -> int | None:
+    """RLIMIT_CPU: SIGXCPU once this process has used ``seconds`` of CPU time (all its threads together), SIGKILL
+    ``grace`` seconds later in case SIGXCPU is caught or ignored. Both kill by default; the parent reports either
+    as a timeout that names the limit. Returns the soft limit set, or None."""
+    if seconds is None:
+        return None
+    soft = max(1, int(seconds))
+    hard = soft + max(1, grace)
+    _, hard_now = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard_now != resource.RLIM_INFINITY:   # a limit may only be lowered
+        hard = min(hard, hard_now)
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+    return soft
+
+
 def _apply_limits(limits: dict) -> dict:
-    """Limits the candidate cannot lift later: file size, no core dumps, writes confined to scratch and build
-    caches, orphans kept in this tree, and (where the OS allows) no network."""
+    """Limits the candidate cannot lift later: file size, CPU time, no core dumps, writes confined to scratch and
+    build caches, orphans kept in this tree, and (where the OS allows) no network."""
     applied = {}
     fsize = int(limits.get("max_file_mb", 1024)) << 20
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     applied["max_file_mb"] = limits.get("max_file_mb", 1024)
+    applied["cpu_time_s"] = _limit_cpu(limits.get("cpu_time_s"), int(limits.get("cpu_grace_s", 5)))
     applied["network_isolated"] = False
     applied["filesystem_confined"] = False
     if not sys.platform.startswith("linux"):

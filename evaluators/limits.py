@@ -1,9 +1,10 @@
 """Limits that follow the problem: a child's resident memory from the reference's measured footprint, and its wall
-clock from the reference's call time and the backend's compile allowance. Each limit carries the reason it has
-that value, which a rejection quotes."""
+clock from the reference's call time and the backend's compile allowance; its CPU time follows the wall-clock
+ceiling. Each limit carries the reason it has that value, which a rejection quotes."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 from evaluators.policy import EvalRequest
@@ -15,6 +16,8 @@ CALL_SLACK = 50.0          # a call may take this many times the reference's bef
 # a source that names one of these compiles something (torch.compile, Triton, an inline C++/CUDA extension)
 _COMPILES = re.compile(r"\b(triton|load_inline|cpp_extension|compile|cuda)\b")
 TORCH_OVERHEAD_MB = 1024   # a child's own footprint: interpreter, torch, device libraries
+CPU_WALL_MULTIPLE = 2.0    # a candidate's CPU-time limit by default: this many wall-clock ceilings per usable CPU
+CPU_TIME_MAX_S = 2.0**40   # RLIMIT_CPU takes whole seconds in 64 bits; an infinite ceiling gets this
 
 
 def compile_allowance(req: EvalRequest, subject_source: str | None) -> float:
@@ -64,9 +67,34 @@ def timing_timeout(req: EvalRequest, call_s: float, subjects: int) -> tuple[floa
                    f"reference's {call_s * 1e3:.1f} ms per call")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process (and so a child it starts) may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):     # macOS has no affinity
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_time_limit(req: EvalRequest) -> tuple[float, str]:
+    """The CPU seconds a candidate's process may use (RLIMIT_CPU), and why: ``verify.cpu_time_s`` when set (the
+    campaign file's ``[sandbox] cpu_time_s``); otherwise the wall-clock ceiling twice over (a child has it once to
+    build and check, once to time) on every CPU the child may run on, so that a child within its wall clock never
+    reaches it. It is a backstop that holds where the parent's watchdog does not: a thread left spinning while the
+    child waits for the timing slot, a process forked out of the tree, a parent that died."""
+    v = req.verify
+    if v.cpu_time_s is not None:
+        return v.cpu_time_s, "set by [sandbox] cpu_time_s"
+    cpus = usable_cpus()
+    return (min(CPU_WALL_MULTIPLE * v.timeout_s * cpus, CPU_TIME_MAX_S),
+            f"{CPU_WALL_MULTIPLE:g}x the wall-clock ceiling verify.timeout_s of {v.timeout_s:.0f} s on each of "
+            f"{cpus} CPUs")
+
+
 def sandbox_limits(req: EvalRequest, *, memory: tuple[int, str], timeout: tuple[float, str]) -> SandboxLimits:
     v = req.verify
+    cpu = cpu_time_limit(req)
     return SandboxLimits(timeout_s=timeout[0], timeout_why=timeout[1], memory_mb=memory[0], memory_why=memory[1],
+                         cpu_time_s=cpu[0], cpu_time_why=cpu[1],
                          max_processes=v.max_processes, max_file_mb=v.max_file_mb,
                          extra_writable=tuple(v.extra_writable), confine_writes=v.confine_writes, device=req.device)
 

@@ -34,6 +34,9 @@ class VerifyPolicy:
     memory_multiple: float = 4.0
     max_processes: int = 8               # processes in the child's tree
     max_file_mb: int = 1024              # largest file the child may write
+    # CPU seconds a candidate's process may use (RLIMIT_CPU); None follows the wall clock: twice timeout_s (a child
+    # has it once to build and check, once to time) on each CPU the evaluator may run on
+    cpu_time_s: float | None = None
     seed: int | None = None              # None draws a fresh seed per evaluation
     extra_writable: tuple[str, ...] = () # folders a candidate may write to besides its scratch (debugging, tests)
     confine_writes: bool = True          # Landlock: writes only to scratch, build caches, devices, extra_writable

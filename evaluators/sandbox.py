@@ -47,11 +47,14 @@ class SandboxLimits:
     device: str = "cpu"
     memory_why: str = ""       # how the memory limit was set, for the reason of an out_of_memory
     timeout_why: str = ""      # how the wall-clock limit was set, for the reason of a timeout
+    cpu_time_s: float | None = None   # RLIMIT_CPU of a candidate's process; None: none
+    cpu_time_why: str = ""     # how the CPU-time limit was set, for the reason of a timeout
 
     def child_side(self) -> tuple[Any, ...]:
         """The limits a child applies to itself when it starts; the others the parent's watchdog enforces and may
         set later (``Child.arm``)."""
-        return (self.max_file_mb, self.isolate_network, self.extra_writable, self.confine_writes, self.device)
+        return (self.max_file_mb, self.isolate_network, self.extra_writable, self.confine_writes, self.device,
+                self.cpu_time_s)
 
 
 class ChildFailed(Exception):
@@ -62,6 +65,8 @@ class ChildFailed(Exception):
 
 
 BUILD_CACHES = ("torch_extensions", "inductor", "triton")
+CPU_GRACE_S = 5            # CPU seconds between SIGXCPU (the soft limit) and SIGKILL (the hard one)
+TRUSTED_ROLE = "baseline"  # the label of a child that runs the problem's own code only (evaluators/warm.py)
 
 
 def scrubbed_env(scratch: Path, cache_dir: Path) -> dict[str, str]:
@@ -90,7 +95,12 @@ def _device_nodes(device: str) -> list[str]:
 
 
 class Child:
-    """One sandboxed child process. Use as a context manager; ``request`` sends a frame and waits for the answer."""
+    """One sandboxed child process. Use as a context manager; ``request`` sends a frame and waits for the answer.
+
+    ``label`` names its role. A ``baseline`` child builds and times the problem's own ``Model`` (eager or
+    compiled) and never sees candidate code (``evaluators/warm.py`` keeps it so); a built one may be kept and
+    serve many evaluations, so it has no CPU-time limit, whose count would add up over them. Any other label is a
+    candidate's child and gets every limit."""
 
     def __init__(self, limits: SandboxLimits, cache_dir: Path, label: str = "child",
                  launcher: tuple[str, ...] = ()):
@@ -106,6 +116,7 @@ class Child:
         self._known: dict[int, psutil.Process] = {}
         self.proc: subprocess.Popen | None = None
         self.peak_rss = 0          # bytes, the most the child's tree held at once as the watchdog saw it
+        self.cpu_seen = 0.0        # CPU seconds of the child's own process, as the watchdog last saw them
         self.built = False         # its subject is built (a kept baseline child)
         self.reused = False        # it served an earlier evaluation (a kept baseline child)
 
@@ -143,7 +154,8 @@ class Child:
         if self.limits.device.startswith("cuda"):
             writable.append("/proc")  # the CUDA driver writes under /proc at start-up (error 304 otherwise)
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
-                        "writable": writable if self.limits.confine_writes else None, "device": self.limits.device}
+                        "writable": writable if self.limits.confine_writes else None, "device": self.limits.device,
+                        "cpu_time_s": self._cpu_limit(), "cpu_grace_s": CPU_GRACE_S}
         env = {**scrubbed_env(self.scratch, self.cache_dir), "KSWARM_SANDBOX": self._marker}
         self.proc = subprocess.Popen(
             [*self.launcher, sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
@@ -155,6 +167,14 @@ class Child:
         self._watch = threading.Thread(target=self._watchdog, name=f"kswarm-watchdog-{self.label}", daemon=True)
         self._watch.start()
         return self
+
+    @property
+    def trusted(self) -> bool:
+        """A baseline's child: only the problem's own code runs in it."""
+        return self.label == TRUSTED_ROLE
+
+    def _cpu_limit(self) -> float | None:
+        return None if self.trusted else self.limits.cpu_time_s
 
     def __exit__(self, *exc: Any) -> None:
         if self.proc is None:
@@ -210,6 +230,12 @@ class Child:
                 except psutil.Error:
                     pass
             self.peak_rss = max(self.peak_rss, rss)
+            if procs:
+                try:
+                    t = procs[0].cpu_times()
+                    self.cpu_seen = max(self.cpu_seen, t.user + t.system)
+                except psutil.Error:
+                    pass
             if len(procs) > self.limits.max_processes:
                 self._kill(Status.RESOURCE_ABUSE, f"started {len(procs)} processes, over the limit of "
                            f"{self.limits.max_processes}; candidates must not spawn processes")
@@ -325,6 +351,19 @@ class Child:
         return (f"ran past the wall-clock limit of {self.limits.timeout_s:.0f} s{self._why(self.limits.timeout_why)}; "
                 "look for a hang or raise verify.timeout_s")
 
+    def _hit_cpu_limit(self, sig: int) -> bool:
+        """Killed by RLIMIT_CPU: SIGXCPU at the soft limit, or SIGKILL at the hard one (a candidate that ignored
+        SIGXCPU), which the watchdog tells from any other SIGKILL by the CPU time it last saw."""
+        limit = self._cpu_limit()
+        if limit is None:
+            return False
+        return sig == getattr(signal, "SIGXCPU", 24) or (sig == signal.SIGKILL and self.cpu_seen >= int(limit))
+
+    def _cpu_reason(self) -> str:
+        return (f"used its CPU-time limit of {self._cpu_limit():.0f} s{self._why(self.limits.cpu_time_why)} and "
+                "was killed (RLIMIT_CPU); look for a busy loop or a thread left running, or raise [sandbox] "
+                "cpu_time_s")
+
     def _classify_exit(self, err: Exception) -> None:
         try:
             code = self.proc.wait(timeout=5)
@@ -341,6 +380,8 @@ class Child:
         elif -code == getattr(signal, "SIGXFSZ", 25):
             self._kill_reason = (Status.RESOURCE_ABUSE, f"wrote a file over the limit of "
                                  f"{self.limits.max_file_mb} MB; candidates must not write large files")
+        elif self._hit_cpu_limit(-code):
+            self._kill_reason = (Status.TIMEOUT, self._cpu_reason())
         else:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             self._kill_reason = (Status.CRASHED, f"the process was killed by {name}{last}")

@@ -63,6 +63,10 @@ def _positive(**extra: Any) -> dict[str, Any]:
     return {"min": 1, **extra}
 
 
+# at least a second (RLIMIT_CPU counts whole seconds), at most about 35,000 years: a finite limit the kernel takes
+_CPU_TIME_BOUNDS = {"min": 1.0, "max": 2.0**40}
+
+
 @dataclasses.dataclass(frozen=True)
 class CampaignSection:
     name: str
@@ -116,10 +120,12 @@ class SandboxSection:
     memory_mb: int | None = dataclasses.field(default=None, metadata=_positive())   # the floor of the memory limit
     max_processes: int | None = dataclasses.field(default=None, metadata=_positive())
     max_file_mb: int | None = dataclasses.field(default=None, metadata={"min": 1, "max": 2**43})
+    # CPU seconds of a candidate's process (RLIMIT_CPU); unset: twice wall_clock_s on each CPU of the evaluator
+    cpu_time_s: float | None = dataclasses.field(default=None, metadata=_CPU_TIME_BOUNDS)
 
 
 _SANDBOX_TO_VERIFY = {"wall_clock_s": "timeout_s", "memory_mb": "memory_mb", "max_processes": "max_processes",
-                      "max_file_mb": "max_file_mb"}
+                      "max_file_mb": "max_file_mb", "cpu_time_s": "cpu_time_s"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +282,8 @@ _POLICY_BOUNDS: dict[type, dict[str, dict[str, Any]]] = {
     VerifyPolicy: {"trials": _POS, "probes": {"choices": PROBES}, "atol_fp32": _NONNEG, "rtol_fp32": _NONNEG,
                    "atol_half": _NONNEG, "rtol_half": _NONNEG, "timed_checks": _NONNEG, "timeout_s": _POS_EXCL,
                    "compile_allowance_s": _POS_EXCL, "memory_multiple": {"min": 1.0}, "memory_floor_mb": _POS,
-                   "memory_mb": _POS, "max_processes": _POS, "max_file_mb": {"min": 1, "max": 2**43}},
+                   "memory_mb": _POS, "max_processes": _POS, "max_file_mb": {"min": 1, "max": 2**43},
+                   "cpu_time_s": _CPU_TIME_BOUNDS},
     TimingPolicy: {"warmup": _NONNEG, "min_samples": _POS, "max_samples": _POS, "ci_target": _POS_EXCL,
                    "time_cap_s": _POS_EXCL, "launch_overhead_us": _NONNEG, "rounds": _POS,
                    "min_blocks": {"min": 6}, "max_blocks": {"min": 6},

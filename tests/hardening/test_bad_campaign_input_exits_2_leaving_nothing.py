@@ -76,6 +76,10 @@ BAD = [
     pytest.param(CAMPAIGN.format(problem="broken.py", hardware="cpu").encode(), "broken.py", id="broken_problem"),
     pytest.param(CAMPAIGN.format(problem="add_one.py", hardware="cpu").replace('name = "c"', 'name = "../.."')
                  .encode(), "campaign.name", id="name_escapes_runs"),
+    pytest.param(CAMPAIGN.format(problem="add_one.py", hardware="cpu").encode() + b"[sandbox]\ncpu_time_s = -5\n",
+                 "sandbox.cpu_time_s", id="negative_cpu_time"),
+    pytest.param(CAMPAIGN.format(problem="add_one.py", hardware="cpu").encode() + b'[sandbox]\ncpu_time_s = "1h"\n',
+                 "sandbox.cpu_time_s", id="cpu_time_as_text"),
 ]
 
 

@@ -15,7 +15,8 @@ KNOWN_KEYS = ("name", "out", "seed", "max_evaluations", "max_minutes", "max_gene
               "compile_limit", "sampler", "objective", "templates", "dir", "trials", "probes", "atol_fp32",
               "static", "timeout_s", "memory_mb", "max_processes", "max_file_mb", "seed", "extra_writable",
               "confine_writes", "warmup", "min_samples", "ci_target", "baselines", "rounds",
-              "population_per_island", "parents", "migration_every", "migrants", "near_duplicate", "wall_clock_s")
+              "population_per_island", "parents", "migration_every", "migrants", "near_duplicate", "wall_clock_s",
+              "cpu_time_s")
 
 
 def toml_string(s: str) -> str:
