@@ -97,13 +97,19 @@ class Reference:
         return inputs, [t.detach().clone() for t in items]
 
 
+def _problem_fault(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"the problem called exit ({e.code!r}); a problem's Model and get_inputs must return, not exit"
+    return f"{type(e).__name__}: {e}"
+
+
 def build_reference(problem_path: str, scale: str, device: str, seed: int) -> Reference:
     module, info = load_problem_module(problem_path, scale)
     torch.manual_seed(seed)
     try:
         model = module.Model(*module.get_init_inputs())
-    except Exception as e:
-        raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to build: {type(e).__name__}: {e}")
+    except (Exception, SystemExit) as e:   # a problem that calls exit() must not end the evaluator
+        raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to build: {_problem_fault(e)}")
     if isinstance(model, torch.nn.Module):
         model = model.to(device).eval()
         sd = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
@@ -117,8 +123,8 @@ def build_reference(problem_path: str, scale: str, device: str, seed: int) -> Re
             torch.cuda.synchronize(device)
     except Rejected:
         raise
-    except Exception as e:
-        raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to run: {type(e).__name__}: {e}")
+    except (Exception, SystemExit) as e:
+        raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to run: {_problem_fault(e)}")
     ref.call_s = time.perf_counter() - t0
     ref.out_bytes, ref.in_bytes = inp.nbytes(outs), inp.nbytes(ins)
     return ref

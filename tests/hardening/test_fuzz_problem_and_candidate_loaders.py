@@ -134,10 +134,21 @@ def test_assembled_candidates_are_accepted_or_bad_input(parts, junk: str) -> Non
         assert "assembled.py" in one_line(e)
 
 
-@pytest.mark.xfail(strict=True, reason="build_reference (evaluators/judge.py) catches Exception, not SystemExit: a "
-                                       "problem whose get_inputs calls exit() ends the trusted process")
-def test_a_problem_that_exits_in_get_inputs_is_a_baseline_error(tmp_path: Path) -> None:
-    path = write(tmp_path, "exits.py", HEADER + MODELS[0] + "def get_inputs():\n    raise SystemExit(3)\n"
-                 + GET_INIT_INPUTS[0])
-    with pytest.raises(Rejected):
+EXITS = "import sys\n"
+EXITING_PROBLEMS = {
+    "get_inputs": HEADER + MODELS[0] + "def get_inputs():\n    raise SystemExit(3)\n" + GET_INIT_INPUTS[0],
+    "get_init_inputs": HEADER + MODELS[0] + GET_INPUTS[0] + "def get_init_inputs():\n    exit()\n",
+    "Model.__init__": HEADER + EXITS + "class Model(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                      "        sys.exit('no model today')\n" + GET_INPUTS[0] + GET_INIT_INPUTS[0],
+    "forward": HEADER + EXITS + "class Model(nn.Module):\n    def forward(self, x):\n        sys.exit(0)\n"
+               + GET_INPUTS[0] + GET_INIT_INPUTS[0],
+}
+
+
+@pytest.mark.parametrize("where", EXITING_PROBLEMS)
+def test_a_problem_that_exits_is_a_baseline_error(tmp_path: Path, where: str) -> None:
+    path = write(tmp_path, "exits.py", EXITING_PROBLEMS[where])
+    with pytest.raises(Rejected) as caught:
         build_reference(str(path), "default", "cpu", seed=0)
+    assert caught.value.status == Status.BASELINE_ERROR
+    assert "the problem called exit" in one_line(caught.value)
