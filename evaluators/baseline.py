@@ -192,15 +192,45 @@ def baselines(ref: Reference, *, device_name: str, timing: TimingPolicy, limits:
                                                   rng=rng)
             except (Rejected, ChildFailed) as e:
                 raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
-        record = BaselineRecord(key=key, parts=parts, measured_at=dt.datetime.now(dt.timezone.utc).isoformat(),
-                                host=socket.gethostname(), baselines=measured)
-        old = read_record(directory, key, ())
-        if old is not None:    # a fresh measurement of some baselines keeps the others it did not measure
-            record = dataclasses.replace(record, baselines={**old.baselines, **measured})
-        _atomic_write(directory / f"{key}.json", record.to_json())
+        record = _store(directory, key, parts, measured)
     return dataclasses.replace(record, baselines={n: record.baselines[n] for n in timing.baselines})
 
 
+def _store(directory: Path, key: str, parts: dict[str, Any], measured: dict[str, dict[str, Any]]) -> BaselineRecord:
+    """Write the record of ``measured`` (the caller holds the key's lock); a fresh measurement of some baselines
+    keeps the others stored before."""
+    record = BaselineRecord(key=key, parts=parts, measured_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                            host=socket.gethostname(), baselines=measured)
+    old = read_record(directory, key, ())
+    if old is not None:
+        record = dataclasses.replace(record, baselines={**old.baselines, **measured})
+    _atomic_write(directory / f"{key}.json", record.to_json())
+    return record
+
+
+def record_from_pairing(ref: Reference, *, device_name: str, timing: TimingPolicy, directory: Path,
+                        samples: dict[str, list[int]], built: dict[str, dict[str, Any]],
+                        fresh: bool = False) -> BaselineRecord:
+    """The node's record made from the baselines' calls timed while they were paired with a candidate (a problem's
+    first evaluation on this node, or a fresh re-measurement): every baseline of ``timing`` was paired, each in
+    its own clean child, so no separate measurement is needed. ``built`` holds each child's compile seconds and
+    peak resident memory. When another evaluation stored a record for the key meanwhile (and not ``fresh``), that
+    one is returned and kept."""
+    parts = key_parts(ref, device_name, timing)
+    key = baseline_key(parts)
+    with _locked(directory / f".{key}.lock"):
+        if not fresh:
+            found = read_record(directory, key, timing.baselines)
+            if found is not None:
+                return found
+        measured = {n: {"samples_ns": list(s), "stats": summarize(s).to_dict(),
+                        "compile_seconds": built.get(n, {}).get("compile_seconds"),
+                        "peak_rss_mb": built.get(n, {}).get("peak_rss_mb")} for n, s in samples.items()}
+        record = _store(directory, key, parts, measured)
+    return dataclasses.replace(record, baselines={n: record.baselines[n] for n in timing.baselines
+                                                  if n in record.baselines})
+
+
 def lookup(ref: Reference, device_name: str, timing: TimingPolicy, directory: Path) -> BaselineRecord | None:
-    """The stored record, if any, without measuring (for limits that follow the reference's footprint)."""
-    return read_record(directory, baseline_key(key_parts(ref, device_name, timing)), ())
+    """The stored record holding every baseline of ``timing``, if any, without measuring."""
+    return read_record(directory, baseline_key(key_parts(ref, device_name, timing)), timing.baselines)

@@ -4,8 +4,11 @@
 ``BadInput`` only for files the user must fix (missing, unparsable, lacking Model/ModelNew/get_inputs).
 
 Stages: static checks; the reference built here (trusted); the candidate's child (a warm spare when one is ready)
-builds and is verified; then, holding the timing slot, the node's baseline record (measured once) names the faster
-baseline, which is timed again in its own clean child, paired with the candidate in alternating blocks.
+builds and is verified, and the baselines' children are built (or kept ones taken), all while the device is shared
+with other candidates' builds and verifications; then, holding the timing slot alone, the candidate is timed in
+alternating blocks against the baselines the node's record names (those within a few percent of the fastest),
+each in its own clean child. A problem's first evaluation on a node pairs the candidate with every baseline, and
+its baseline calls make the node's record, so no time goes to measuring the baselines separately.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import torch
 
 from evaluators import __version__ as tool_version
 from evaluators import integrity, limits as lim, static_checks
-from evaluators.baseline import BaselineRecord, baseline_dir, baselines, lookup
+from evaluators.baseline import BaselineRecord, baseline_dir, lookup, record_from_pairing
 from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit, build_reference,
                               host_clock_consistent, init_child, ping_overhead, timed_loop, timer_kind, verify_calls)
 from evaluators.machines import cpu_model_name, nvidia_driver_version
@@ -34,7 +37,7 @@ from evaluators.policy import EvalRequest, VerifyPolicy
 from evaluators.profiling import profile_in_child, with_profile
 from evaluators.problem import check_candidate_source
 from evaluators.result import EvalResult, Status
-from evaluators.sandbox import ChildFailed, SandboxLimits
+from evaluators.sandbox import Child, ChildFailed, SandboxLimits
 from evaluators.timing_result import with_timing
 from evaluators.warm import POOL, SPARE_IDLE_S
 
@@ -203,12 +206,20 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                             run = timed_loop(child, ref, req.verify, req.timing, rng, checks,
                                              n_calls=VERIFY_MODE_CALLS, flush=False)
                     if req.mode == "bench":
+                        # the baselines' children are built while the device is still shared, beside other
+                        # candidates' builds; only their timed calls wait for the device alone
+                        with stage("baseline"):
+                            subjects = _baseline_children(req, ref, plan, cache_dir, slot)
                         POOL.settle()       # no start-up may compete with a timed call
-                        # waiting for the slot and the baselines is no part of the candidate's time
+                        # waiting for the slot is no part of the candidate's time
                         child.arm(lim.with_timeout(plan.candidate, (SPARE_IDLE_S, "waiting for the timing slot")))
                         sharing.close()     # the shared hold is left before the device is asked for alone
                         slot.enter_context(timing_slot)
-                        record, paired = _time(req, ref, child, plan, cache_dir, bdir, rng, checks, stage, slot)
+                        record, paired = _time(req, ref, child, plan, subjects, bdir, rng, checks, stage)
+                        # the device's own time in the timed calls (events on a GPU): a floor on its busy time
+                        stage.seconds["timed_calls"] = round(
+                            (sum(paired.candidate.samples_ns) + sum(sum(v) for v in paired.baselines.values()))
+                            / 1e9, 4)
                         run = paired.candidate
                 except Rejected as first:
                     # a replaced judge or changed settings explains a failed check better than the check itself
@@ -240,34 +251,49 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     return with_profile(with_timing(req, ref, result, record, paired, bdir), profiled)
 
 
-def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, cache_dir: Path, bdir: Path, rng: random.Random,
-          checks: CheckLog, stage: StageClock, slot: contextlib.ExitStack) -> tuple[BaselineRecord, PairedRun]:
-    """The timing phase, with the slot held: the node's baseline record (measured when missing, or again with two
-    rounds), then the candidate paired with the faster baseline(s), each in its own child."""
+def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, cache_dir: Path,
+                       slot: contextlib.ExitStack) -> dict[str, Child]:
+    """A built child per baseline to pair with the candidate, held in ``slot``: the stored record's contenders, or
+    every baseline when the node has no record yet (or a re-measurement asks for a fresh one), so that pairing
+    measures the record too. Kept children of the same problem are reused."""
+    fresh = req.timing.rounds >= 2
+    names = plan.record.contenders() if plan.record is not None and not fresh else list(req.timing.baselines)
+    out: dict[str, Child] = {}
+    name = names[0]
+    try:
+        for name in names:
+            def build(bchild: Child, name: str = name) -> dict[str, Any]:
+                return init_child(bchild, name, ref, candidate_path=None, warmup=req.timing.warmup)
+            key = (name, ref.info.source_hash, ref.info.scale, ref.device)
+            out[name] = slot.enter_context(POOL.built_baseline(plan.baseline, cache_dir, key, build))
+    except (Rejected, ChildFailed) as e:
+        raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
+    return out
+
+
+def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, children: dict[str, Child], bdir: Path,
+          rng: random.Random, checks: CheckLog, stage: StageClock) -> tuple[BaselineRecord, PairedRun]:
+    """The timing phase, with the slot held: the candidate paired with the built baselines, each in its own child;
+    when the node had no record of them, the record is made from the baselines' calls timed here."""
     flush = req.timing.flush_for(timer_kind(req.device))
-    with stage("baseline"):
-        record = baselines(ref, device_name=integrity.device_name(req.device), timing=req.timing,
-                           limits=plan.baseline, cache_dir=cache_dir, directory=bdir, rng=rng,
-                           fresh=req.timing.rounds >= 2)
-        subjects, reused = {}, {}
-        try:
-            for name in record.contenders():
-                def build(bchild, name=name) -> None:
-                    init_child(bchild, name, ref, candidate_path=None, warmup=req.timing.warmup)
-                key = (name, ref.info.source_hash, ref.info.scale, ref.device)
-                bchild = slot.enter_context(POOL.built_baseline(plan.baseline, cache_dir, key, build))
-                subjects[name] = TimedSubject(bchild, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
-                reused[name] = bchild.reused
-        except (Rejected, ChildFailed) as e:
-            raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
+    fresh = req.timing.rounds >= 2
+    known = plan.record if not fresh else None
+    subjects = {n: TimedSubject(c, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
+                for n, c in children.items()}
     with stage("time"):
-        call_s = max(plan.call_s, record.stats(record.fastest).median_ms / 1e3)
+        baseline_ms = known.stats(known.fastest).median_ms if known is not None else ref.call_s * 1e3
+        call_s = max(plan.call_s, baseline_ms / 1e3)
         child.arm(lim.with_timeout(plan.candidate, lim.timing_timeout(req, call_s, 1 + len(subjects))))
         for s in subjects.values():
             s.child.arm(lim.with_timeout(plan.baseline, lim.timing_timeout(req, call_s, 1 + len(subjects))))
         candidate = TimedSubject(child, ref, req.verify, rng, checks, flush=flush)
-        paired = paired_blocks(candidate, subjects, req.timing, record.stats(record.fastest).median_ms)
-    return record, dataclasses.replace(paired, reused=reused)
+        paired = paired_blocks(candidate, subjects, req.timing, baseline_ms)
+    if known is None:
+        built = {n: {"compile_seconds": getattr(c, "build_info", {}).get("compile_seconds"),
+                     "peak_rss_mb": round(c.peak_rss / (1 << 20), 1)} for n, c in children.items()}
+        known = record_from_pairing(ref, device_name=integrity.device_name(req.device), timing=req.timing,
+                                    directory=bdir, samples=paired.baselines, built=built, fresh=fresh)
+    return known, dataclasses.replace(paired, reused={n: c.reused for n, c in children.items()})
 
 
 def _errors(checks: CheckLog) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class SparePool:
         self._ready: set[int] = set()
         self._retain = False
         self._built: collections.OrderedDict[tuple[Any, ...], Child] = collections.OrderedDict()
-        self.max_built = 2
+        self.max_built = 6         # built baseline children kept (a few problems in flight at once)
         self.started = 0           # children started by this pool (a figure for benchmarks)
         self.served_warm = 0       # takes served by a spare that was already started
 
@@ -112,7 +112,7 @@ class SparePool:
 
     @contextlib.contextmanager
     def built_baseline(self, limits: SandboxLimits, cache_dir: Path, key: tuple[Any, ...],
-                       build: Callable[[Child], None]) -> Iterator[Child]:
+                       build: Callable[[Child], dict[str, Any] | None]) -> Iterator[Child]:
         """A child with the baseline ``key`` built: a kept one when alive, else a fresh one that ``build`` builds.
         When the work with it succeeds and the pool retains, it is kept for the next evaluation (the oldest is
         ended past ``max_built``); otherwise it is ended."""
@@ -132,7 +132,7 @@ class SparePool:
         ok = False
         try:
             if not child.built:
-                build(child)
+                child.build_info = build(child) or {}    # what the build reported (compile seconds), kept with it
                 child.built = True
             yield child
             ok = True

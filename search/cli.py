@@ -232,6 +232,8 @@ def _throughput_line(tp: dict) -> str:
         parts.append(f"{tp['evaluations_per_device_hour']:.0f} per device-hour")
         parts.append("busy " + ", ".join(f"{d} {v['busy_fraction']:.0%}" for d, v in tp["devices"].items())
                      + (f", {tp['idle_devices']} idle" if tp.get("idle_devices") else ""))
+        if tp.get("timed_fraction") is not None:
+            parts.append(f"timed calls {tp['timed_fraction']:.0%} of device time")
     stages = tp.get("stages") or {}
     if stages:
         parts.append("mean s: " + " ".join(f"{k} {v['mean_s']:.2g}" for k, v in stages.items()))

@@ -133,6 +133,8 @@ def _throughput_blocks(table: pa.Table, wall_s: float | None) -> list[Block]:
             f"({summary['evaluations_per_hour']:.0f} per hour); {summary['device_evaluations']} reached a device")
     if per_dev_h is not None:
         text += f": {per_dev_h:.0f} per device-hour, devices busy {busy:.0%} of the time on average"
+        if summary.get("timed_fraction") is not None:
+            text += f", and in timed calls {summary['timed_fraction']:.0%} of the time by the devices' own clocks"
     text += (". Busy: the union of the intervals a device ran candidate or baseline work. Stages: queue is the wait "
              "for a device after the cheap checks, precheck the cheap checks on a CPU worker, device the whole time "
              "on the device; the others are the evaluator's own stages.")

@@ -6,7 +6,9 @@ and the report read the same figures, and a resumed campaign carries on with its
 campaign's own elapsed time (the checkpoint's ``elapsed_s``, which spans resumes).
 
 A device's busy time is the union of the intervals in which it ran candidate work (the baselines measured inside
-an evaluation included); overlapping verify slots count once.
+an evaluation included); overlapping verify slots count once. That time is mostly host work on the device's
+behalf (builds, compiles, checks), so the figures also give ``timed_fraction``: the seconds of timed calls, by the
+device's own clock, over the devices' wall time, a floor on the time the device itself computed.
 """
 from __future__ import annotations
 
@@ -117,6 +119,10 @@ class Throughput:
             "device_evaluations": on_device,
             "evaluations_per_device_hour": round(on_device * 3600 / (wall * n_dev), 2) if n_dev else None,
             "busy_fraction": round(sum(d["busy_fraction"] for d in devices.values()) / n_dev, 4) if n_dev else None,
+            # the devices' own time in timed calls (candidate and baselines) over their wall time: a floor on the
+            # time the device itself computed, comparable with a GPU's utilisation counter (nvidia-smi dmon)
+            "timed_fraction": round(min(1.0, self.stage_s.get("timed_calls", 0.0) / (wall * n_dev)), 4)
+            if n_dev else None,
             "idle_devices": idle,
             "devices": devices,
             "stages": {name: {"total_s": round(total, 3), "mean_s": round(total / self.stage_n[name], 4),

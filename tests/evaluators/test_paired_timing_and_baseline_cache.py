@@ -92,6 +92,9 @@ def test_a_bench_is_paired_and_its_baseline_record_is_measured_once(problem, tmp
     assert {"measured_at", "host", "versions", "spread", "hardware"} <= set(record)
     stored = json.loads((baseline_dir(tmp_path) / f"{record['key']}.json").read_text())
     assert stored["measured_at"] == record["measured_at"] and stored["baselines"]["eager"]["peak_rss_mb"] > 0
+    # a first evaluation's record is made of the baseline calls timed while paired: no separate measurement
+    assert len(stored["baselines"]["eager"]["samples_ns"]) == t["blocks"] * t["calls_per_block"]
+    assert stored["baselines"]["eager"]["compile_seconds"] is not None
 
     second = _bench(problem, tmp_path)
     assert second.status is Status.ACCEPTED, second.reason

@@ -69,8 +69,10 @@ def test_a_bench_holds_the_slot_once_around_timing_and_reports_every_stage(tmp_p
     result = evaluate(_req(tmp_path, kswarm_cache_dir, HONEST), timing_slot=slot.hold())
     assert result.status is Status.ACCEPTED, result.reason
     assert slot.events == ["enter", "exit"]
-    assert {"static", "spawn", "build", "verify", "time", "baseline"} <= set(result.stage_s)
+    assert {"static", "spawn", "build", "verify", "time", "baseline", "timed_calls"} <= set(result.stage_s)
     assert all(v >= 0 for v in result.stage_s.values())
+    # the timed calls' own seconds lie inside the timing stage's wall time
+    assert 0 < result.stage_s["timed_calls"] <= result.stage_s["time"]
     again = EvalResult.from_dict(result.to_dict())
     assert again.stage_s == result.stage_s
 

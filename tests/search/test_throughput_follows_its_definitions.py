@@ -27,14 +27,16 @@ def _row(tag: str, device: str | None, start: float | None, end: float | None, q
 
 def test_busy_time_is_the_union_and_rates_count_devices_and_wall_time() -> None:
     tp = Throughput()
-    tp.add(_row("a", "cpu:n:0", T, T + 10, queue=1.0, stages={"verify": 2.0, "time": 6.0}))
+    tp.add(_row("a", "cpu:n:0", T, T + 10, queue=1.0, stages={"verify": 2.0, "time": 6.0, "timed_calls": 4.5}))
     tp.add(_row("b", "cpu:n:0", T + 5, T + 15, queue=3.0, stages={"verify": 4.0}))   # overlaps a: 15 s busy
-    tp.add(_row("c", "cpu:n:1", T, T + 30))
+    tp.add(_row("c", "cpu:n:1", T, T + 30, stages={"timed_calls": 7.5}))
     tp.add(_row("d", None, None, None))                       # a precheck verdict: no device time
     s = tp.summary(wall_s=60.0)
     assert s["devices"]["cpu:n:0"]["busy_s"] == 15.0 and s["devices"]["cpu:n:0"]["busy_fraction"] == 0.25
     assert s["devices"]["cpu:n:1"]["busy_fraction"] == 0.5
     assert s["busy_fraction"] == pytest.approx(0.375)
+    # the devices' own seconds in timed calls over their wall time: 12 s of 2 devices x 60 s
+    assert s["timed_fraction"] == pytest.approx(0.1)
     assert s["evaluations"] == 4 and s["device_evaluations"] == 3
     assert s["evaluations_per_device_hour"] == pytest.approx(3 * 3600 / (2 * 60))
     assert s["stages"]["queue"] == {"total_s": 4.0, "mean_s": 1.0, "count": 4}
