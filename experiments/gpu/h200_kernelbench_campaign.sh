@@ -15,6 +15,8 @@ NAME=${NAME:-kernelbench_h200}
 DIR=runs/$NAME
 MINUTES=${MINUTES:-8}
 PER_GEN=${PER_GEN:-2}
+SLOTS=${VERIFY_SLOTS:-6}          # concurrent build/verify slots on the one GPU (one exclusive timing slot besides)
+TIME_CAP=${TIME_CAP:-2.0}
 PROBLEMS_GLOB=${PROBLEMS_GLOB:-"level2/*Gemm*.py level2/*Matmul*.py"}
 mkdir -p "$OUT" runs
 if [ -d .whl ] && ! python3 -c "import ray, optuna" 2>/dev/null; then
@@ -40,12 +42,12 @@ if [ ! -f "$DIR/checkpoint.json" ]; then
     printf '[campaign]\nname = "%s"\nout = "%s"\nseed = 0\n\n' "$NAME" "$NAME"
     printf '[budget]\nmax_evaluations = 5000\nmax_minutes = %s\n\n' "$MINUTES"
     for g in $PROBLEMS_GLOB; do printf '[[problems]]\npath = "../%s/%s"\nscale = "default"\n\n' "$KB" "$g"; done
-    printf '[[targets]]\nhardware = "h200"\n\n'
+    printf '[[targets]]\nhardware = "h200"\nverify_slots = %s\n\n' "$SLOTS"
     printf '[[proposers]]\nkind = "fusion"\nper_generation = %s\n\n' "$PER_GEN"
     printf '[[proposers]]\nkind = "rewrites"\nper_generation = %s\n\n' "$PER_GEN"
     printf '[[proposers]]\nkind = "optuna"\nper_generation = 1\ntemplates = ["triton_fused"]\nsampler = "tpe"\n\n'
     printf '[[proposers]]\nkind = "cuda_graphs"\nper_generation = 1\n\n'
-    printf '[timing]\ntime_cap_s = 2.0\nmin_samples = 10\n'
+    printf '[timing]\ntime_cap_s = %s\nmin_samples = 10\n' "$TIME_CAP"
   } > "$campaign"
   cp "$campaign" "$OUT/campaign.toml"
   cmd=(python3 -m search.cli run "$campaign" --out "$DIR")
@@ -69,10 +71,14 @@ import json, sys
 out = sys.argv[1]
 sm = [int(l.split()[1]) for l in open(f"{out}/dmon.txt") if l.strip() and not l.startswith("#") and l.split()[1].isdigit()]
 if sm:
-    print(f"dmon: {len(sm)} samples of 5 s, SM mean {sum(sm)/len(sm):.1f}%, samples above 10%: {sum(s > 10 for s in sm)}")
+    print(f"dmon: {len(sm)} samples of 5 s, SM mean {sum(sm)/len(sm):.1f}%, samples above 10%: {sum(s > 10 for s in sm)}, "
+          f"above 50%: {sum(s > 50 for s in sm)}")
 try:
     st = json.load(open(f"{out}/status.json"))
-    print("throughput:", json.dumps(st.get("throughput"), indent=None)[:1500])
+    tp = st.get("throughput") or {}
+    print("throughput:", {k: tp.get(k) for k in ("evaluations", "wall_s", "evaluations_per_hour",
+          "evaluations_per_device_hour", "busy_fraction", "timed_fraction")})
+    print("stages (mean s):", {k: v["mean_s"] for k, v in (tp.get("stages") or {}).items()})
     print("statuses:", st.get("statuses") or st.get("status_counts"))
 except Exception as exc:
     print("status.json unreadable:", exc)
