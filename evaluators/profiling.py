@@ -5,8 +5,10 @@ held alone, for a few more calls under ``torch.profiler`` (``child_profile`` is 
 is no part of what is judged and costs no second build. The summary (top kernels or ops by self device time, launches and bytes
 allocated per call) joins the result's profile with the roofline of the hardware class's machine model
 (``machine_specs``): arithmetic intensity, the compute and memory floors, and the fraction of the floor reached.
+On CUDA, ``with_ncu`` adds Nsight Compute's hardware counters per kernel (``evaluators.ncu``), each kernel with
+its own roofline, and ``with_profile`` sets their totals beside the problem's FLOPs and fewest bytes.
 A profile informs the people and the LLM proposers; it never changes a verdict, and when it cannot be taken the
-result keeps its verdict with ``profile_error`` saying why.
+result keeps its verdict with ``profile_error`` (or ``ncu_error``) saying why.
 """
 from __future__ import annotations
 
@@ -22,7 +24,12 @@ TOP_OPS = 8
 
 
 def child_profile(state: dict, msg: dict, *, torch, inp) -> dict[str, Any]:
-    """In the child: the built model called ``calls`` times on fresh inputs under torch.profiler; per call figures."""
+    """In the child: the built model called ``calls`` times on fresh inputs under torch.profiler; per call figures.
+    With ``range`` (a child started under ncu, whose counters clash with torch.profiler's), the calls alone, between
+    cudaProfilerStart and cudaProfilerStop (``evaluators.ncu``)."""
+    if msg.get("range"):
+        from evaluators.ncu import child_calls_in_range
+        return child_calls_in_range(state, msg, torch=torch, inp=inp)
     from torch.profiler import ProfilerActivity, profile
 
     model, device = state["model"], state["device"]
@@ -90,6 +97,19 @@ def profile_in_child(child, ref) -> dict[str, Any]:
     return reply
 
 
+def with_ncu(profiled: dict[str, Any], ref, candidate_source: str, limits, cache_dir, *,
+             enabled: bool = True) -> dict[str, Any]:
+    """``profiled`` (``profile_in_child``'s answer) with Nsight Compute's per-kernel counters and roofline added
+    under ``ncu`` (``evaluators.ncu.ncu_profile``: the candidate built again in a fresh child under ncu, with the
+    judged child's ``limits``), or ``ncu_error`` saying why there are none. Unchanged when ``enabled`` is off, the
+    device is not CUDA, or ``profiled`` is empty (no profile was asked for: a verification). Call it with the
+    device still held alone, after the judged child has ended."""
+    if not enabled or not profiled or not str(ref.device).startswith("cuda"):
+        return profiled
+    from evaluators.ncu import ncu_profile
+    return {**profiled, **ncu_profile(ref, candidate_source, limits, cache_dir)}
+
+
 def with_profile(result, extra: dict[str, Any]) -> Any:
     """``result`` with the candidate's profile (``profile_in_child``'s answer) and roofline added to
     ``result.profile`` when it was accepted with a time; any other result is returned as it is."""
@@ -97,6 +117,11 @@ def with_profile(result, extra: dict[str, Any]) -> Any:
         return result
     if "profile_error" in extra:
         log.info("no profile for this candidate: %s", extra["profile_error"])
+    if "ncu_error" in extra:
+        log.info("no ncu counters for this candidate: %s", extra["ncu_error"])
+    if extra.get("ncu"):
+        from evaluators.ncu import against_problem
+        extra = {**extra, "ncu": against_problem(extra["ncu"], result.profile)}
     line = roofline({**result.profile, **extra}, result.candidate.median_ms,
                     cores=int(result.provenance.get("threads") or 1), device_name=result.device_name)
     return dataclasses.replace(result, profile={**result.profile, **extra, "roofline": line})

@@ -115,9 +115,34 @@ def profile_text(profile: Mapping[str, Any] | None) -> str:
         lines.append(f"  no profile: {profile['profile_error']}")
     for op in (profile.get("top_ops") or [])[:5]:
         lines.append(f"  {op.get('name', '?')}: {op.get('self_device_ms', 0):.4g} ms self, {op.get('calls', 0)} calls")
-    for k, v in sorted((profile.get("ncu") or {}).items()):
-        lines.append(f"  ncu {k}: {v}")
+    lines += ncu_lines(profile.get("ncu"))
     return "\n".join(lines) or "  (no profile)"
+
+
+def ncu_lines(ncu: Mapping[str, Any] | None, top: int = 4) -> list[str]:
+    """Nsight Compute's counters (``evaluators.ncu``) in a few lines: the totals per call, then the slowest kernels,
+    each with its DRAM bytes, FLOPs, intensity and the share of its own roofline floor it reaches."""
+    if not ncu or not ncu.get("totals"):
+        return []
+
+    def figures(r: Mapping[str, Any]) -> str:
+        text = f"{r.get('duration_ms', 0):.4g} ms, DRAM {r.get('dram_bytes', 0):.3g} B, {r.get('flops', 0):.3g} FLOPs"
+        if r.get("arithmetic_intensity") is not None:
+            text += f" ({r['arithmetic_intensity']:.2f} FLOP/B)"
+        if r.get("fraction_of_floor") is not None:
+            text += f", {r['fraction_of_floor']:.0%} of its {r.get('bound', '')}-bound floor"
+        return text
+
+    t = ncu["totals"]
+    head = f"  ncu counters per call, {t.get('launches', 0):g} launches of {t.get('kernels', 0)} kernels: {figures(t)}"
+    if t.get("dram_over_minimal") is not None:
+        head += f"; DRAM bytes {t['dram_over_minimal']:.2f}x the minimal"
+    lines = [head]
+    for r in (ncu.get("rows") or [])[:top]:
+        extra = "".join(f", {label} {r[key]:.0f}% of peak" for key, label in
+                        (("sm_throughput_pct", "SM"), ("dram_throughput_pct", "DRAM")) if r.get(key) is not None)
+        lines.append(f"  ncu kernel {str(r.get('name', '?'))[:80]}: {r.get('launches', 0):g}x, {figures(r)}{extra}")
+    return lines
 
 
 def _history(parents: Sequence[Parent], failures: Sequence[Failed], guidance: Sequence[str],

@@ -1,0 +1,465 @@
+"""Nsight Compute (ncu) on an accepted CUDA candidate: per-kernel hardware counters and where each kernel stands on
+the roofline of the hardware class's machine model.
+
+``ncu_profile`` builds the candidate again in a fresh sandboxed child started under ncu (``Child(launcher=...)``),
+loads it as the judged child did (the ``init`` request), and asks for a few calls between ``cudaProfilerStart`` and
+``cudaProfilerStop`` (the ``profile`` request with ``range``), so that ncu, started with ``--profile-from-start
+off``, counts only those calls and none of the build, warm-up or input making. ncu replays each kernel once per
+pass of counters; its report (``--csv``, one row per kernel launch and metric) is parsed here into rows, one per
+kernel name, with per-call figures: time, DRAM bytes read and written, FLOPs by precision (the SASS float counters
+and, where the chip has them, the tensor-pipe ones), the SM and DRAM throughput as a share of peak, and from
+those the arithmetic intensity, the compute and memory floors on the machine model and the fraction of the floor
+the kernel reaches. Clocks are left alone (``--clock-control none``): the figures are those of the clocks the
+timing saw.
+
+A profile never changes a verdict. Where ncu is missing, cannot read the counters (on some runtimes it stops with
+``Failed to initialize the profiler: LibraryNotLoaded``), or the child under it fails, the answer is
+``{"ncu_error": why}``; nothing here raises.
+
+What the child under ncu is allowed beyond a judged child, and why (``ncu_limits``):
+- network: ncu's front end and its injection library inside the child talk over TCP on loopback (ncu's ``--port``,
+  from 49152), and a child that makes its own network namespace could not reach the front end. So the child makes
+  none; instead ncu and the child are started together in a private network namespace with only a loopback
+  (``python -m evaluators.ncu netns -- ncu ...``), where the child reaches nothing but ncu. Where no namespace can
+  be made, they run on the host's network, as a judged child does then (``network_isolated`` says which).
+- wall clock, memory and processes: more of each, for ncu's replay passes and its front end, whose resident memory
+  counts in the child's tree.
+- writes: none. The child still confines its own writes (Landlock) to its scratch, the build caches and the
+  devices; ncu's front end runs outside that confinement (the child applies it to itself once started), writes its
+  report into a folder the child cannot write, and its injection writes temporary files under TMPDIR, the scratch.
+"""
+from __future__ import annotations
+
+import csv
+import ctypes
+import dataclasses
+import functools
+import glob
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+log = logging.getLogger(__name__)
+
+NCU_ROOTS = ("/opt/nvidia/nsight-compute", "/usr/local/cuda/nsight-compute", "/opt/nvidia/nsight-compute-*")
+NOT_FOUND = "ncu not found; install Nsight Compute or put ncu on PATH"
+NCU_CALLS = 2            # profiled calls: every kernel of each is replayed once per pass, so few are enough
+NCU_MAX_KERNELS = 200    # launches profiled at most (--launch-count); past it the per-call figures are partial
+NCU_TOP = 8              # kernel rows kept, by time
+NCU_EXTRA_S = 180.0      # wall clock added to the candidate's limit: ncu's start-up and replay passes
+NCU_MEMORY_MB = 2048     # resident memory added: ncu's front end counts in the child's tree
+NCU_PROCESSES = 4        # processes added: ncu's front end and its helpers
+REPORT_WAIT_S = 60.0     # how long ncu may take to write its report once the child has exited
+QUERY_TIMEOUT_S = 60.0
+
+TIME = "gpu__time_duration.sum"
+DRAM_READ, DRAM_WRITE = "dram__bytes_read.sum", "dram__bytes_write.sum"
+SM_PCT = "sm__throughput.avg.pct_of_peak_sustained_elapsed"
+DRAM_PCT = "dram__throughput.avg.pct_of_peak_sustained_elapsed"
+# FLOPs from the SASS thread-instruction counters, as Nsight Compute's own roofline counts them: an FMA is two
+# FLOPs (a packed half-precision HFMA2 is counted by ncu as one instruction per thread, so half precision may be
+# undercounted by up to half). Keys of the machine model's vector table.
+SASS_FLOPS = {
+    f"sm__sass_thread_inst_executed_op_{op}_pred_on.sum": (2.0 if op.endswith("fma") else 1.0, dtype)
+    for prefix, dtype in (("f", "float32"), ("h", "float16"), ("d", "float64"))
+    for op in (f"{prefix}add", f"{prefix}mul", f"{prefix}fma")
+}
+CORE_METRICS = (TIME, DRAM_READ, DRAM_WRITE, SM_PCT, DRAM_PCT, *SASS_FLOPS)
+# Tensor-pipe operations by source precision, kept where the chip's metric list has them (their names differ
+# between architectures). ncu counts a multiply-add as two operations, i.e. these are FLOPs; a source precision with
+# per-destination counters is counted by those only, never also by its total. Keys of the tensor table.
+TENSOR_SOURCES = {"fp16": "float16", "bf16": "bfloat16", "tf32": "tf32", "fp8": "float8", "int8": "int8",
+                  "fp64": "float64", "fp4": "float4"}
+TENSOR_CANDIDATES = tuple(
+    f"sm__ops_path_tensor_src_{src}{dst}.sum" for src in TENSOR_SOURCES
+    for dst in ("", "_dst_fp16", "_dst_fp32", "_dst_fp64", "_dst_int32"))
+_TENSOR_RE = re.compile(r"^sm__ops_path_tensor_src_([a-z0-9]+?)(?:_dst_[a-z0-9]+)?\.sum$")
+
+_CLONE_NEWNET, _CLONE_NEWUSER = 0x40000000, 0x10000000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+# finding ncu and building its command --------------------------------------------------------------------------
+def find_ncu(path: str | None = None, roots: Sequence[str] | None = None) -> str | None:
+    """``ncu`` on PATH, else the newest under Nsight Compute's usual install folders (``/opt/nvidia/nsight-compute/
+    <version>/ncu``); None when there is none."""
+    found = shutil.which("ncu", path=path)
+    if found:
+        return found
+    candidates: list[Path] = []
+    for root in (NCU_ROOTS if roots is None else roots):
+        for folder in glob.glob(root):
+            candidates += [p for p in Path(folder).glob("*/ncu") if os.access(p, os.X_OK)]
+            if (Path(folder) / "ncu").is_file() and os.access(Path(folder) / "ncu", os.X_OK):
+                candidates.append(Path(folder) / "ncu")
+    if not candidates:
+        return None
+    return str(max(candidates, key=lambda p: _version_key(p.parent.name)))
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", name)) or (0,)
+
+
+def select_metrics(listing: str | None) -> tuple[str, ...]:
+    """The metrics to collect: the core set (time, DRAM bytes, throughputs, SASS float instructions, present on
+    every chip ncu supports) and the tensor-pipe counters, each kept where ``listing`` (``ncu --query-metrics``'s
+    output, base names) names it. Without a listing, the core set alone: an unknown metric name makes ncu refuse
+    the whole run."""
+    def listed(metric: str) -> bool:
+        return bool(re.search(r"(?<![\w.])" + re.escape(metric.split(".")[0]) + r"(?![\w])", listing or ""))
+
+    if not listing or not listed(TIME):     # no listing, or one in a form not understood here
+        return CORE_METRICS
+    core = tuple(m for m in CORE_METRICS if listed(m))
+    have = [m for m in TENSOR_CANDIDATES if listed(m)]
+    by_source: dict[str, list[str]] = {}
+    for m in have:
+        by_source.setdefault(_TENSOR_RE.match(m).group(1), []).append(m)
+    tensor = []
+    for src, names in by_source.items():
+        per_destination = [n for n in names if "_dst_" in n]
+        tensor += per_destination or names
+    return core + tuple(tensor)
+
+
+@functools.lru_cache(maxsize=8)
+def query_metrics(exe: str) -> str | None:
+    """ncu's list of the device's metric base names (``--query-metrics``), or None when it cannot give one."""
+    try:
+        done = subprocess.run([exe, "--query-metrics"], capture_output=True, text=True, timeout=QUERY_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.info("ncu --query-metrics failed: %s", e)
+        return None
+    if done.returncode != 0:
+        log.info("ncu --query-metrics exited with %d: %s", done.returncode, done.stderr[-300:])
+        return None
+    return done.stdout
+
+
+def launcher(exe: str, metrics: Iterable[str], report: Path, *, private_network: bool,
+             max_kernels: int = NCU_MAX_KERNELS) -> tuple[str, ...]:
+    """The program prefixed to the child's command: ncu with its options (clocks left alone; only the child itself
+    and only between cudaProfilerStart and cudaProfilerStop; the report as CSV in base units into ``report``),
+    behind the private-network shim when ``private_network``."""
+    shim = (sys.executable, "-m", "evaluators.ncu", "netns", "--") if private_network else ()
+    return (*shim, exe, "--clock-control", "none", "--target-processes", "application-only",
+            "--profile-from-start", "off", "--launch-count", str(max_kernels), "--metrics", ",".join(metrics),
+            "--csv", "--page", "details", "--print-units", "base", "--log-file", str(report))
+
+
+def ncu_limits(limits):
+    """The limits of the child under ncu: the judged child's, with the additions the module docstring explains."""
+    changes: dict[str, Any] = {
+        "timeout_s": limits.timeout_s + NCU_EXTRA_S,
+        "timeout_why": f"the candidate's limit + {NCU_EXTRA_S:.0f} s for ncu's start-up and replay passes",
+        "memory_mb": limits.memory_mb + NCU_MEMORY_MB,
+        "memory_why": f"the candidate's limit + {NCU_MEMORY_MB} MB for ncu's front end",
+        "max_processes": limits.max_processes + NCU_PROCESSES,
+        "isolate_network": False,     # the shim makes the namespace, for ncu and the child together
+    }
+    if getattr(limits, "cpu_time_s", None) is not None:
+        changes["cpu_time_s"] = limits.cpu_time_s + NCU_EXTRA_S
+    return dataclasses.replace(limits, **changes)
+
+
+# the private-network shim (python -m evaluators.ncu netns -- CMD...) -------------------------------------------
+def _private_network() -> str | None:
+    """Move this process into a new network namespace and bring its loopback up. None when done; the reason when
+    no namespace could be made (this process is then still on the host's network). Exits when a namespace was made
+    but its loopback stays down, since ncu could not reach its own child there."""
+    import fcntl
+    import socket
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    for flags in (_CLONE_NEWNET, _CLONE_NEWNET | _CLONE_NEWUSER):
+        if libc.unshare(flags) == 0:
+            break
+    else:
+        return f"no network namespace could be made ({os.strerror(ctypes.get_errno())})"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            ifr = fcntl.ioctl(s, _SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+            flags = struct.unpack("16sH14x", ifr)[1]
+            fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+    except OSError as e:
+        sys.stderr.write(f"kswarm-ncu: the private network namespace's loopback could not be brought up ({e}); "
+                         "set verify isolate_network off to run ncu on the host's network\n")
+        sys.exit(3)
+    return None
+
+
+def _network_isolated(pid: int) -> bool | None:
+    """Whether process ``pid`` is in another network namespace than this one (None where that cannot be read)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    except OSError:
+        return None
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) < 3 or argv[0] != "netns" or argv[1] != "--":
+        sys.exit("usage: python -m evaluators.ncu netns -- COMMAND [ARGS...]")
+    why = _private_network() if sys.platform.startswith("linux") else "not Linux"
+    if why:
+        sys.stderr.write(f"kswarm-ncu: on the host's network: {why}\n")
+    os.execvp(argv[2], list(argv[2:]))
+
+
+# in the child ---------------------------------------------------------------------------------------------------
+def child_calls_in_range(state: dict, msg: dict, *, torch, inp) -> dict[str, Any]:
+    """In the child under ncu: the built model called ``calls`` times on fresh inputs, on CUDA between
+    cudaProfilerStart and cudaProfilerStop, so that ncu (--profile-from-start off) sees those calls only."""
+    model, device = state["model"], state["device"]
+    inputs = inp.make_inputs(state["problem"], int(msg["seed"]), device)
+    calls = max(1, int(msg.get("calls", NCU_CALLS)))
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.profiler.start()
+    try:
+        with torch.no_grad():
+            for _ in range(calls):
+                model(*inputs)
+        if cuda:
+            torch.cuda.synchronize()
+    finally:
+        if cuda:
+            torch.cuda.profiler.stop()
+    return {"profiled_calls": calls, "range": "cudaProfilerStart/Stop" if cuda else "none (not CUDA)"}
+
+
+# reading ncu's report ---------------------------------------------------------------------------------------------
+_TIME_UNITS = {"nsecond": 1e-9, "usecond": 1e-6, "msecond": 1e-3, "second": 1.0,
+               "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+_PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+             "Ki": 1024.0, "Mi": 1024.0 ** 2, "Gi": 1024.0 ** 3, "Ti": 1024.0 ** 4}
+_SCALED = re.compile(r"^(Ki|Mi|Gi|Ti|K|M|G|T|P)?(byte|inst|op|flop|cycle|sector|request|warp|thread)$")
+
+
+def to_base(value: str, unit: str) -> float | None:
+    """A value as ncu prints it (thousands separated by commas) in base units: seconds, bytes, counts, percent."""
+    text = value.strip().replace(",", "")
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    unit = unit.strip()
+    if unit in _TIME_UNITS:
+        return number * _TIME_UNITS[unit]
+    m = _SCALED.match(unit)
+    return number * _PREFIXES[m.group(1) or ""] if m else number
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """One profiled kernel launch: its name and its metrics in base units (time in seconds)."""
+    name: str
+    metrics: dict[str, float]
+
+
+def parse_csv(text: str) -> list[Launch]:
+    """ncu's ``--csv --page details`` report: a header row naming "ID", "Kernel Name", "Metric Name", "Metric Unit"
+    and "Metric Value" among others, then one quoted row per launch and metric. Lines that are no CSV rows (ncu's
+    ``==PROF==`` messages, a program's own output) are skipped. Launches in the order ncu profiled them."""
+    rows = csv.reader(line for line in text.splitlines() if line.startswith('"'))
+    col: dict[str, int] | None = None
+    launches: dict[tuple[str, str], tuple[str, dict[str, float]]] = {}
+    for row in rows:
+        if "Kernel Name" in row and "Metric Name" in row and "Metric Value" in row:
+            col = {name: i for i, name in enumerate(row)}
+            continue
+        if col is None or len(row) < len(col):
+            continue
+        value = to_base(row[col["Metric Value"]], row[col["Metric Unit"]] if "Metric Unit" in col else "")
+        if value is None:
+            continue
+        key = (row[col["Process ID"]] if "Process ID" in col else "", row[col["ID"]] if "ID" in col else "")
+        name, metrics = launches.setdefault(key, (row[col["Kernel Name"]], {}))
+        metrics[row[col["Metric Name"]]] = value
+    return [Launch(name, metrics) for name, metrics in launches.values()]
+
+
+def ncu_messages(text: str) -> str:
+    """ncu's own errors in ``text`` (``==ERROR==`` lines, else ``==WARNING==`` ones, and the shim's), one line."""
+    lines = [line.strip() for line in text.splitlines()]
+    found = [line.split("==ERROR==", 1)[1].strip() for line in lines if "==ERROR==" in line]
+    found += [line for line in lines if line.startswith("kswarm-ncu:") and "host's network" not in line]
+    if not found:
+        found = [line.split("==WARNING==", 1)[1].strip() for line in lines if "==WARNING==" in line]
+    return "; ".join(dict.fromkeys(f for f in found if f))[:400]
+
+
+# the roofline of a kernel -----------------------------------------------------------------------------------------
+def flops_by_dtype(metrics: dict[str, float]) -> dict[str, float]:
+    """FLOPs of one launch by unit and precision: ``float32`` etc. on the vector units, ``tensor.bfloat16`` etc. on
+    the tensor pipe."""
+    out: dict[str, float] = {}
+    for name, (factor, dtype) in SASS_FLOPS.items():
+        if metrics.get(name):
+            out[dtype] = out.get(dtype, 0.0) + factor * metrics[name]
+    for name, value in metrics.items():
+        m = _TENSOR_RE.match(name)
+        if m and value and m.group(1) in TENSOR_SOURCES:
+            key = "tensor." + TENSOR_SOURCES[m.group(1)]
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def _peak_flops(spec, key: str) -> float:
+    """FLOP/s of the unit a ``flops_by_dtype`` key names; a precision the model lacks takes the table's fastest rate,
+    so that the floor stays a floor."""
+    tensor = key.startswith("tensor.")
+    dtype = key.split(".", 1)[1] if tensor else key
+    table = (spec.tensor_tflops or spec.vector_tflops) if tensor else spec.vector_tflops
+    rate = table.get(dtype) or max(table.values(), default=0.0)
+    return rate * 1e12
+
+
+def roofline_row(flops: dict[str, float], dram_bytes: float, seconds: float, spec) -> dict[str, Any]:
+    """Arithmetic intensity, and on the machine model (``spec``; none: intensity alone) the compute floor (the
+    FLOPs of each precision at its unit's peak; the slowest of those, since the units may run at once), the memory
+    floor (the DRAM bytes at peak bandwidth), the larger of the two, and the fraction of it the time reaches."""
+    total = sum(flops.values())
+    out: dict[str, Any] = {"arithmetic_intensity": total / dram_bytes if dram_bytes else None}
+    if spec is None or not seconds:
+        return out
+    compute = max((v / _peak_flops(spec, k) for k, v in flops.items() if v and _peak_flops(spec, k)), default=0.0)
+    memory = dram_bytes / (spec.mem_bandwidth_gbs * 1e9) if dram_bytes else 0.0
+    floor = max(compute, memory)
+    out.update({"compute_floor_ms": compute * 1e3, "memory_floor_ms": memory * 1e3, "floor_ms": floor * 1e3,
+                "bound": "compute" if compute > memory else "memory", "fraction_of_floor": floor / seconds})
+    return out
+
+
+def summarise(launches: Sequence[Launch], calls: int, spec) -> dict[str, Any]:
+    """Per-call rows, one per kernel name (the slowest ``NCU_TOP``), and the totals of every launch, each with its
+    roofline on ``spec``."""
+    calls = max(1, int(calls))
+    groups: dict[str, dict[str, Any]] = {}
+    for launch in launches:
+        g = groups.setdefault(launch.name, {"n": 0, "s": 0.0, "bytes": 0.0, "flops": {}, "sm": [], "dram": []})
+        m = launch.metrics
+        g["n"] += 1
+        g["s"] += m.get(TIME, 0.0)
+        g["bytes"] += m.get(DRAM_READ, 0.0) + m.get(DRAM_WRITE, 0.0)
+        for k, v in flops_by_dtype(m).items():
+            g["flops"][k] = g["flops"].get(k, 0.0) + v
+        for key, metric in (("sm", SM_PCT), ("dram", DRAM_PCT)):
+            if metric in m:
+                g[key].append(m[metric])
+
+    def row(name: str, g: dict[str, Any]) -> dict[str, Any]:
+        flops = {k: v / calls for k, v in g["flops"].items()}
+        r = {"name": name[:120], "launches": g["n"] / calls, "duration_ms": g["s"] * 1e3 / calls,
+             "dram_bytes": g["bytes"] / calls, "flops": sum(flops.values()), "flops_by_dtype": flops}
+        for key, label in (("sm", "sm_throughput_pct"), ("dram", "dram_throughput_pct")):
+            if g[key]:
+                r[label] = sum(g[key]) / len(g[key])
+        return {**r, **roofline_row(flops, r["dram_bytes"], g["s"] / calls, spec)}
+
+    rows = sorted((row(n, g) for n, g in groups.items()), key=lambda r: -r["duration_ms"])
+    everything = {"n": sum(g["n"] for g in groups.values()), "s": sum(g["s"] for g in groups.values()),
+                  "bytes": sum(g["bytes"] for g in groups.values()), "flops": {}, "sm": [], "dram": []}
+    for g in groups.values():
+        for k, v in g["flops"].items():
+            everything["flops"][k] = everything["flops"].get(k, 0.0) + v
+    totals = row("all kernels", everything)
+    totals.pop("name")
+    totals.update({"kernels": len(groups), "profiled_launches": len(launches)})
+    return {"rows": rows[:NCU_TOP], "totals": totals, "profiled_calls": calls,
+            "truncated": len(launches) >= NCU_MAX_KERNELS, "machine": spec.name if spec is not None else None}
+
+
+def against_problem(ncu: dict[str, Any], cost: dict[str, Any]) -> dict[str, Any]:
+    """ncu's totals beside the problem's cost (``evaluators.profile.problem_cost``): the DRAM bytes over the fewest
+    bytes a call must move, and the counted FLOPs over the reference's."""
+    totals = dict(ncu.get("totals") or {})
+    if cost.get("bytes") and totals.get("dram_bytes") is not None:
+        totals["minimal_bytes"] = float(cost["bytes"])
+        totals["dram_over_minimal"] = totals["dram_bytes"] / float(cost["bytes"])
+    if cost.get("flops") and totals.get("flops") is not None:
+        totals["problem_flops"] = float(cost["flops"])
+        totals["flops_over_problem"] = totals["flops"] / float(cost["flops"])
+    return {**ncu, "totals": totals}
+
+
+# the whole step ---------------------------------------------------------------------------------------------------
+def ncu_profile(ref, candidate_source: str, limits, cache_dir: Path, *, calls: int = NCU_CALLS,
+                ncu: str | None = None) -> dict[str, Any]:
+    """``{"ncu": {...}}`` for the candidate built in a fresh child under ncu, or ``{"ncu_error": why}``. ``limits``
+    are the judged child's (``ncu_limits`` widens them); the caller holds the device alone. Never raises."""
+    exe = ncu or find_ncu()
+    if exe is None:
+        return {"ncu_error": NOT_FOUND}
+    try:
+        return _profile(exe, ref, candidate_source, limits, Path(cache_dir), calls)
+    except Exception as e:   # a profile is optional: whatever goes wrong here leaves the verdict as it is
+        log.exception("ncu profile failed")
+        return {"ncu_error": f"{type(e).__name__}: {e}"[:300]}
+
+
+def _profile(exe: str, ref, source: str, limits, cache_dir: Path, calls: int) -> dict[str, Any]:
+    from evaluators.judge import Rejected, init_child
+    from evaluators.machine_specs import machine_spec
+    from evaluators.machines import hardware_class
+    from evaluators.sandbox import Child, ChildFailed
+
+    metrics = select_metrics(query_metrics(exe))
+    folder = Path(tempfile.mkdtemp(prefix="kswarm-ncu-report-"))   # outside the child's writable set
+    report = folder / "ncu.csv"
+    failure, tail, ready, isolated = "", "", {}, None
+    try:
+        prefix = launcher(exe, metrics, report, private_network=limits.isolate_network)
+        with Child(ncu_limits(limits), cache_dir, label="ncu", launcher=prefix) as child:
+            try:
+                path = child.scratch / "candidate.py"
+                path.write_text(source)
+                ready = init_child(child, "candidate", ref, candidate_path=path, warmup=1)
+                isolated = _network_isolated(child.proc.pid)
+                kind, reply = child.request("profile", {"seed": ref.seed + 11, "calls": calls, "range": True})
+                if kind != "profile":
+                    failure = str((reply or {}).get("message", kind))
+                else:
+                    child.request("bye")                    # the child exits; ncu then writes its report
+                    child.proc.wait(timeout=REPORT_WAIT_S)
+            except (Rejected, ChildFailed) as e:
+                failure = e.reason
+            except subprocess.TimeoutExpired:
+                failure = f"ncu wrote no report within {REPORT_WAIT_S:.0f} s of the child's exit"
+            tail = child.log_tail(8000)
+        text = report.read_text(errors="replace") if report.is_file() else ""
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    launches = parse_csv(text)
+    if not launches:
+        said = ncu_messages(text + "\n" + tail)
+        if said:
+            why = f"ncu: {said}"
+        elif failure:
+            why = f"the child under ncu failed: {failure}"
+        else:
+            last = " | ".join(line.strip() for line in (text or tail).strip().splitlines()[-3:])
+            why = f"ncu profiled no kernel in the profiled calls (last output: {last[:200]})"
+        return {"ncu_error": why[:500]}
+    device_name = ready.get("device_name", "")
+    spec = machine_spec(hardware_class(ref.device, device_name), device_name=device_name)
+    summary = summarise(launches, calls, spec)
+    summary.update({"ncu": exe, "clock_control": "none", "metrics": len(metrics),
+                    "tensor_metrics": [m for m in metrics if m.startswith("sm__ops_path_tensor")],
+                    "network_isolated": isolated,
+                    "writes_confined": (ready.get("applied_limits") or {}).get("filesystem_confined")})
+    if failure:
+        summary["warning"] = f"the child under ncu failed after its calls were profiled: {failure}"[:300]
+    return {"ncu": summary}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
