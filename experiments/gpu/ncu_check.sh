@@ -5,8 +5,8 @@
 #      multiply-add as two operations, which evaluators/ncu.py takes as FLOPs);
 #   3. the metric names ncu lists for this chip, as select_metrics reads them;
 #   4. with_ncu on the honest Triton softmax (level1/softmax) and on the merged stacked linears (a GEMM), each in a
-#      fresh sandboxed child under ncu: the rows, totals and the prompt's lines; when it fails, the same with the
-#      child's write confinement off, then also without the private network namespace, to tell which one ncu needs;
+#      fresh sandboxed child under ncu: the rows, totals and the prompt's lines; when it fails, the same with writes
+#      allowed anywhere, with Landlock off, then also on the host's network, to tell which confinement ncu needs;
 #   5. the CUDA test of tests/evaluators/test_ncu_profile_step.py.
 # Within 4 minutes; everything under $OUT. Usage (repository root): OUT=/some/dir bash experiments/gpu/ncu_check.sh
 set -u
@@ -61,7 +61,7 @@ m = select_metrics(query_metrics(find_ncu())); print(len(m), 'metrics chosen; te
 fi
 
 echo "== 4. with_ncu in a sandboxed child"
-timeout "$(cap 110)" python3 - "$CACHE" <<'PY' 2>&1 | tee "$OUT/with_ncu.txt"
+timeout "$(cap 130)" python3 - "$CACHE" <<'PY' 2>&1 | tee "$OUT/with_ncu.txt"
 import dataclasses, json, sys, time
 from pathlib import Path
 from evaluators.judge import build_reference
@@ -72,6 +72,7 @@ from proposers.llm.prompts import ncu_lines
 
 cache = Path(sys.argv[1])
 limits = SandboxLimits(timeout_s=120, memory_mb=32768, device="cuda")
+diagnosed = False
 for problem, cand in (("experiments/problems/level1/softmax.py", "tests/fixtures/candidates/gpu/g03_honest_triton_softmax.py"),
                       ("experiments/problems/level2/stacked_linears.py", "experiments/candidates/stacked_linears_merged.py")):
     ref = build_reference(problem, "default", "cuda", seed=5)
@@ -84,12 +85,17 @@ for problem, cand in (("experiments/problems/level1/softmax.py", "tests/fixtures
         continue
     if "ncu_error" in out:
         print("ncu_error:", out["ncu_error"])
-        for what, changed in (("writes not confined", dict(confine_writes=False)),
-                              ("writes not confined, host network", dict(confine_writes=False, isolate_network=False))):
+        # once: which confinement ncu needs relaxed. Landlock on but writes anywhere (a write path), Landlock off
+        # (its scope: abstract unix sockets and signals to processes outside), then also the host's network
+        for what, changed in (() if diagnosed else (
+                ("Landlock on, writes anywhere", dict(extra_writable=("/",))),
+                ("Landlock off", dict(confine_writes=False)),
+                ("Landlock off, host network", dict(confine_writes=False, isolate_network=False)))):
             again = ncu_profile(ref, source, dataclasses.replace(limits, **changed), cache)
             print(f"   {what}:", again.get("ncu_error") or f"{len(again['ncu']['rows'])} rows")
             if "ncu" in again:
                 break
+        diagnosed = True
         continue
     ncu = out["ncu"]
     print(json.dumps({k: v for k, v in ncu.items() if k != "rows"}, indent=1, sort_keys=True, default=str))
