@@ -1,7 +1,8 @@
 """The parent's side of the sandbox: start a child, talk to it, watch it, and kill its whole tree.
 
-The child runs in its own session (process group) with a scrubbed environment, its working directory and HOME in
-a scratch folder, and the limits it applies to itself first thing (file size, network). A watchdog thread in the
+The child runs in its own session (process group) with a scrubbed environment, its working directory, HOME and
+(for a candidate) its build caches in a scratch folder, and the limits it applies to itself first thing (file size,
+CPU time, network, writes). A watchdog thread in the
 parent enforces wall clock, resident memory and process count over the child's whole tree, and the reason for a
 kill becomes the status. The parent never dies with the child: every failure is a ``ChildFailed``.
 """
@@ -64,21 +65,33 @@ class ChildFailed(Exception):
         self.reason = reason
 
 
-BUILD_CACHES = ("torch_extensions", "inductor", "triton")
+# The build caches of torch and Triton, and the variable that points each at its folder. Every candidate's child
+# has its own, inside its scratch folder and removed with it: a candidate could otherwise leave a built extension,
+# an Inductor artefact or a Triton kernel at a predictable key for a later candidate, or the compiled baseline, to
+# load. Baseline children (trusted: only the problem's own code runs in them) share one set under the cache folder,
+# ``TRUSTED_BUILDS``, which no candidate's child may write to (Landlock grants it only to baseline children).
+BUILD_CACHES = {"torch_extensions": "TORCH_EXTENSIONS_DIR", "inductor": "TORCHINDUCTOR_CACHE_DIR",
+                "triton": "TRITON_CACHE_DIR"}
+TRUSTED_BUILDS = "trusted-builds"   # under the cache folder: the baselines' shared build caches
 CPU_GRACE_S = 5            # CPU seconds between SIGXCPU (the soft limit) and SIGKILL (the hard one)
 TRUSTED_ROLE = "baseline"  # the label of a child that runs the problem's own code only (evaluators/warm.py)
 
 
-def scrubbed_env(scratch: Path, cache_dir: Path) -> dict[str, str]:
+def build_root(scratch: Path, cache_dir: Path, trusted: bool) -> Path:
+    """The folder of a child's build caches: the baselines' shared one under the cache folder for a trusted child,
+    else a private one in its scratch folder."""
+    return Path(cache_dir) / TRUSTED_BUILDS if trusted else Path(scratch) / "builds"
+
+
+def scrubbed_env(scratch: Path, builds: Path) -> dict[str, str]:
+    """The allow-listed variables, with HOME and TMPDIR in ``scratch`` and the build caches under ``builds``."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW}
     # the project first, then whatever package folders the parent was given (air-gapped hosts carry wheels there)
     paths = [str(PROJECT_ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
     env.update({
         "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": os.pathsep.join(paths),
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1",
-        "TORCH_EXTENSIONS_DIR": str(cache_dir / "torch_extensions"),
-        "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor"),
-        "TRITON_CACHE_DIR": str(cache_dir / "triton"),
+        **{var: str(Path(builds) / name) for name, var in BUILD_CACHES.items()},
         # compile in-process: no worker pool that would count against the process limit
         "TORCHINDUCTOR_COMPILE_THREADS": "1",
     })
@@ -99,8 +112,10 @@ class Child:
 
     ``label`` names its role. A ``baseline`` child builds and times the problem's own ``Model`` (eager or
     compiled) and never sees candidate code (``evaluators/warm.py`` keeps it so); a built one may be kept and
-    serve many evaluations, so it has no CPU-time limit, whose count would add up over them. Any other label is a
-    candidate's child and gets every limit."""
+    serve many evaluations, so it has no CPU-time limit, whose count would add up over them. It builds in the
+    baselines' shared caches (``cache_dir/trusted-builds``). Any other label is a candidate's child: it gets every
+    limit, and build caches of its own in its scratch folder, so that nothing it builds or plants there is seen by
+    another child; it may write to no shared cache."""
 
     def __init__(self, limits: SandboxLimits, cache_dir: Path, label: str = "child",
                  launcher: tuple[str, ...] = ()):
@@ -145,18 +160,19 @@ class Child:
         c_read, p_write = os.pipe()
         p_read, c_write = os.pipe()
         self._log = open(self.scratch / "child.log", "wb")
-        builds = [self.cache_dir / name for name in BUILD_CACHES]
-        for b in builds:
-            b.mkdir(parents=True, exist_ok=True)
-        # writes only to scratch, the build caches and devices; never to the baseline cache beside them
-        writable = [str(self.scratch), *map(str, builds), *_device_nodes(self.limits.device),
-                    *self.limits.extra_writable]
+        builds = build_root(self.scratch, self.cache_dir, self.trusted)
+        for name in BUILD_CACHES:
+            (builds / name).mkdir(parents=True, exist_ok=True)
+        # writes only to scratch (a candidate's build caches are inside it), a baseline's shared build caches and
+        # devices; never to the baseline records beside them
+        shared = [str(builds / name) for name in BUILD_CACHES] if self.trusted else []
+        writable = [str(self.scratch), *shared, *_device_nodes(self.limits.device), *self.limits.extra_writable]
         if self.limits.device.startswith("cuda"):
             writable.append("/proc")  # the CUDA driver writes under /proc at start-up (error 304 otherwise)
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
                         "writable": writable if self.limits.confine_writes else None, "device": self.limits.device,
                         "cpu_time_s": self._cpu_limit(), "cpu_grace_s": CPU_GRACE_S}
-        env = {**scrubbed_env(self.scratch, self.cache_dir), "KSWARM_SANDBOX": self._marker}
+        env = {**scrubbed_env(self.scratch, builds), "KSWARM_SANDBOX": self._marker}
         self.proc = subprocess.Popen(
             [*self.launcher, sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
             pass_fds=(c_read, c_write), cwd=self.scratch, env=env,

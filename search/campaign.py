@@ -97,8 +97,9 @@ class Campaign:
                           priority=cost_rank(item.candidate))
 
     def _view(self, population: Population, island: Island) -> IslandView:
-        return IslandView(population, island.problem_path, island.hardware,
-                          cache_dir=str(self.cache_dir / "torch_extensions"), cores=default_cores(),
+        # no build folder for candidates to name in their source: each builds in its child's own caches (a shared
+        # one would let a candidate plant an extension for a later one; evaluators/sandbox.py, SECURITY.md)
+        return IslandView(population, island.problem_path, island.hardware, cache_dir=None, cores=default_cores(),
                           hardwares=tuple(t.hardware for t in self.cfg.targets),
                           near_duplicate=self.cfg.evolution.near_duplicate, max_parents=self.cfg.evolution.parents,
                           pool=self.cfg.evolution.population_per_island)

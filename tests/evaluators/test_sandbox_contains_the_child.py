@@ -285,8 +285,7 @@ def observed(problem, tmp_path_factory, kswarm_cache_dir):
         except OSError as e:
             seen["connect"] = repr(e)
         for key, path in (("outside", {str(outside)!r}),
-                          ("baselines", os.path.join(os.path.dirname(os.environ["TORCHINDUCTOR_CACHE_DIR"]),
-                                                     "baselines", "planted.json"))):
+                          ("baselines", {str(kswarm_cache_dir / "baselines" / "planted.json")!r})):
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w") as f:
