@@ -52,11 +52,18 @@ def paired_blocks(candidate: TimedSubject, baselines: dict[str, TimedSubject], t
                   baseline_ms: float) -> PairedRun:
     """Time ``candidate`` against ``baselines`` in alternating blocks. ``baseline_ms`` is the faster baseline's
     known time per call; the candidate's comes from a few calibration calls (timed and checked like any other,
-    but left out of the figures)."""
+    but left out of the figures). Each baseline makes as many calls first, left out too: the last of its warm-up."""
     for _ in range(CALIBRATION_CALLS):
         candidate.call()
     cand_ms = statistics.median(candidate.samples[-CALIBRATION_CALLS:]) / 1e6
     del candidate.samples[:], candidate.host[:]
+    for name, subject in baselines.items():    # the baselines' last warm-up, on the device alone, left out too
+        for _ in range(CALIBRATION_CALLS):
+            try:
+                subject.call()
+            except (Rejected, ChildFailed) as e:
+                raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
+        del subject.samples[:], subject.host[:]
     calls = calls_per_block(timing, max(cand_ms, baseline_ms))
     subjects = [("candidate", candidate), *baselines.items()]
     wins = {name: 0 for name in baselines}

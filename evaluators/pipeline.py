@@ -183,9 +183,6 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     profiled: dict[str, Any] = {}
     try:
         with contextlib.ExitStack() as slot, contextlib.ExitStack() as sharing:
-            if hasattr(timing_slot, "shared"):
-                # building and verifying may overlap with other candidates' on this device, never with timing
-                sharing.enter_context(timing_slot.shared())
             with POOL.take(plan.candidate, cache_dir, "candidate") as child:
                 # the children needed next start while this one builds and is verified
                 if req.mode == "bench":
@@ -198,22 +195,28 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                     ping = ping_overhead(child)
                 try:
                     with stage("build"):
-                        ready = init_child(child, "candidate", ref, candidate_path=cand_path,
-                                           warmup=req.timing.warmup)
+                        # one call, which compiles: the build holds nothing, so it overlaps other candidates'
+                        # timing (its kernels run once); the rest of the warm-up is verification and calibration
+                        ready = init_child(child, "candidate", ref, candidate_path=cand_path, warmup=_build_calls(
+                            req, timing_slot))
                     with stage("verify"):
+                        if hasattr(timing_slot, "shared"):
+                            # verifications may overlap with each other on this device, never with timing
+                            sharing.enter_context(timing_slot.shared())
                         verify_calls(child, ref, req.verify, rng, checks)
                         if req.mode == "verify":
                             run = timed_loop(child, ref, req.verify, req.timing, rng, checks,
                                              n_calls=VERIFY_MODE_CALLS, flush=False)
+                        sharing.close()
                     if req.mode == "bench":
-                        # the baselines' children are built while the device is still shared, beside other
-                        # candidates' builds; only their timed calls wait for the device alone
-                        with stage("baseline"):
-                            subjects = _baseline_children(req, ref, plan, cache_dir, slot)
-                        POOL.settle()       # no start-up may compete with a timed call
-                        # waiting for the slot is no part of the candidate's time
+                        # waiting for the baselines' builds and the slot is no part of the candidate's time
                         child.arm(lim.with_timeout(plan.candidate, (SPARE_IDLE_S, "waiting for the timing slot")))
-                        sharing.close()     # the shared hold is left before the device is asked for alone
+                        # the baselines' children are built (or kept ones taken) once the candidate is verified,
+                        # holding nothing, like the candidate's build; only timed calls wait for the device alone
+                        with stage("baseline"):
+                            subjects = _baseline_children(req, ref, plan, cache_dir, slot, _build_calls(
+                                req, timing_slot))
+                        POOL.settle()       # no start-up of this evaluation's spares competes with a timed call
                         slot.enter_context(timing_slot)
                         record, paired = _time(req, ref, child, plan, subjects, bdir, rng, checks, stage)
                         # the device's own time in the timed calls (events on a GPU): a floor on its busy time
@@ -251,8 +254,15 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     return with_profile(with_timing(req, ref, result, record, paired, bdir), profiled)
 
 
+def _build_calls(req: EvalRequest, timing_slot: AbstractContextManager) -> int:
+    """Calls a build makes: with a shared device slot (a device shared by several evaluations) one, the call that
+    compiles, since a build holds nothing and may overlap another candidate's timing; the remaining warm-up calls
+    come as verification and as calibration inside the timing slot. Alone on its device, the policy's warm-up."""
+    return 1 if hasattr(timing_slot, "shared") else req.timing.warmup
+
+
 def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, cache_dir: Path,
-                       slot: contextlib.ExitStack) -> dict[str, Child]:
+                       slot: contextlib.ExitStack, warmup: int) -> dict[str, Child]:
     """A built child per baseline to pair with the candidate, held in ``slot``: the stored record's contenders, or
     every baseline when the node has no record yet (or a re-measurement asks for a fresh one), so that pairing
     measures the record too. Kept children of the same problem are reused."""
@@ -263,7 +273,7 @@ def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, cache_dir:
     try:
         for name in names:
             def build(bchild: Child, name: str = name) -> dict[str, Any]:
-                return init_child(bchild, name, ref, candidate_path=None, warmup=req.timing.warmup)
+                return init_child(bchild, name, ref, candidate_path=None, warmup=warmup)
             key = (name, ref.info.source_hash, ref.info.scale, ref.device)
             out[name] = slot.enter_context(POOL.built_baseline(plan.baseline, cache_dir, key, build))
     except (Rejected, ChildFailed) as e:

@@ -165,3 +165,38 @@ def test_a_verification_holds_the_device_slot_shared_only(tmp_path, kswarm_cache
     result = evaluate(_req(tmp_path, kswarm_cache_dir, HONEST, mode="verify"), timing_slot=slot)
     assert result.status is Status.ACCEPTED, result.reason
     assert slot.events == ["shared", "shared out"] and "profile" not in result.stage_s
+
+
+class Asking(Recorded):
+    """Records when a shared hold is asked for, before it is granted."""
+
+    @contextlib.contextmanager
+    def shared(self):
+        self.events.append("asked shared")
+        with super().shared():
+            yield
+
+
+def test_a_build_holds_nothing_so_it_overlaps_another_candidates_timing(tmp_path, kswarm_cache_dir):
+    """While another candidate holds the device alone (timing), this candidate is built and comes to ask for the
+    shared hold for its verification: the build waited for nothing. Its verification waits for the timing."""
+    import threading
+    import time
+
+    slot = Asking()
+    slot.inner.__enter__()                   # another candidate's timing
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append(evaluate(_req(tmp_path, kswarm_cache_dir, HONEST),
+                                                                 timing_slot=slot)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 300
+        while "asked shared" not in slot.events and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert slot.events == ["asked shared"], "the build did not finish while the device was held alone"
+    finally:
+        slot.inner.__exit__(None, None, None)
+        worker.join(timeout=300)
+    assert got and got[0].status is Status.ACCEPTED, got and got[0].reason
+    assert slot.events == ["asked shared", "shared", "shared out", "alone", "alone out"]
+    assert got[0].stage_s["build"] > 0
