@@ -34,7 +34,7 @@ from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit
 from evaluators.machines import cpu_model_name, nvidia_driver_version
 from evaluators.paired import PairedRun, paired_blocks
 from evaluators.policy import EvalRequest, VerifyPolicy
-from evaluators.profiling import profile_in_child, with_profile
+from evaluators.profiling import profile_in_child, with_ncu, with_profile
 from evaluators.problem import check_candidate_source
 from evaluators.result import EvalResult, Status
 from evaluators.sandbox import Child, ChildFailed, SandboxLimits
@@ -237,6 +237,9 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
             inconsistent = host_clock_consistent(run, ping) if req.mode == "bench" else None
             if inconsistent:
                 raise Rejected(Status.TIMING_INCONSISTENT, inconsistent)
+            if req.timing.ncu and profiled:
+                with stage("ncu"):      # after the judged child has ended, with the device still alone
+                    profiled = with_ncu(profiled, ref, req.candidate_source, plan.candidate, cache_dir)
     except (Rejected, ChildFailed) as r:
         base["policy"] = {**base["policy"], **ready.get("applied_limits", {})}
         return EvalResult(status=r.status, reason=r.reason, device_name=ready.get("device_name", ""),

@@ -62,6 +62,9 @@ class TimingPolicy:
     rounds: int = 1
     min_blocks: int = 6                  # paired blocks at least (fewer give no 95% interval of their median)
     max_blocks: int = 200
+    # on CUDA, Nsight Compute's counters per kernel for an accepted candidate (evaluators/ncu.py): a fresh child,
+    # a rebuild and ncu's replay passes inside the timing slot, so off unless asked for
+    ncu: bool = False
 
     def flush_for(self, timer: str) -> bool:
         """Whether a timed call on a ``timer`` (cpu, cuda, mps) starts with the caches flushed."""

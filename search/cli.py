@@ -54,7 +54,8 @@ def _check_device(device: str) -> None:
 
 
 def _evaluate(problem: Path, candidate: Path, device: str, mode: str, scale: str, static: str,
-              seed: Optional[int], timeout: Optional[float], cache_dir: Optional[Path], time_cap: float, ci_target: float):
+              seed: Optional[int], timeout: Optional[float], cache_dir: Optional[Path], time_cap: float, ci_target: float,
+              ncu: bool = False):
     from evaluators.pipeline import evaluate
     from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
     from evaluators.problem import BadInput, check_candidate_source, load_problem_module, read_source
@@ -71,7 +72,7 @@ def _evaluate(problem: Path, candidate: Path, device: str, mode: str, scale: str
     req = EvalRequest(problem_path=str(problem), candidate_source=source, device=device, mode=mode, scale=scale,
                       verify=VerifyPolicy(static=static, seed=seed,
                                           **({} if timeout is None else {"timeout_s": timeout})),
-                      timing=TimingPolicy(time_cap_s=time_cap, ci_target=ci_target),
+                      timing=TimingPolicy(time_cap_s=time_cap, ci_target=ci_target, ncu=ncu),
                       cache_dir=str(cache_dir) if cache_dir else None)
     try:
         result = evaluate(req)
@@ -147,10 +148,12 @@ def bench(problem: Path = typer.Argument(..., help="problem file: Model, get_inp
           seed: Optional[int] = _SEED, timeout: Optional[float] = _TIMEOUT, cache_dir: Optional[Path] = _CACHE,
           time_cap: float = typer.Option(10.0, "--time-cap", help="seconds of timing per subject, at most"),
           ci_target: float = typer.Option(0.02, "--ci-target", help="relative half-width of the median's 95% CI"),
+          ncu: bool = typer.Option(False, "--ncu", help="on CUDA, add Nsight Compute's counters per kernel to the "
+                                   "profile (a rebuild under ncu; needs ncu on PATH)"),
           ) -> None:
     """Verify, then time the candidate against eager and torch.compile (exit codes as verify)."""
     result = _evaluate(problem, candidate, device, "bench", scale, static, seed, timeout, cache_dir, time_cap,
-                       ci_target)
+                       ci_target, ncu)
     _show(result, problem, candidate, as_json)
     raise typer.Exit(0 if result.verdict == "accepted" else 1)
 

@@ -109,4 +109,20 @@ echo "== 5. the CUDA test"
 timeout "$(cap 60)" python3 -m pytest -q -p no:cacheprovider tests/evaluators/test_ncu_profile_step.py -k triton_softmax \
   > "$OUT/pytest.txt" 2>&1
 echo "rc=$?"; tail -n 15 "$OUT/pytest.txt"
+
+echo "== 6. kswarm bench --ncu: the pipeline's own ncu step, after timing, with the device still alone"
+timeout 150 python3 -m search.cli bench experiments/problems/level1/softmax.py \
+  tests/fixtures/candidates/gpu/g03_honest_triton_softmax.py --device cuda --time-cap 1 --ncu --json \
+  --cache-dir "$CACHE" > "$OUT/bench_ncu.json" 2> "$OUT/bench_ncu.err"
+echo "rc=$?"
+python3 - "$OUT/bench_ncu.json" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    sys.exit(f"no result: {e}")
+p = d.get("profile") or {}
+print(d["status"], "speedup", d.get("speedup"), "stages", d.get("stage_s"))
+print("ncu_error:", p.get("ncu_error")) if "ncu_error" in p else print("ncu totals:", json.dumps((p.get("ncu") or {}).get("totals"), default=str)[:600])
+PY
 } 2>&1 | tee "$OUT/summary.txt"
