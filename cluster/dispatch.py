@@ -25,6 +25,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from cluster import actors
 from cluster.pool import EvaluatorPool, HardwareUnavailable, Slot, wait_for_hardware
+from evaluators import hardware
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult
 from search.protocol import poisoned, stamped
@@ -82,8 +83,10 @@ class Dispatcher:
         self._reconcile()
         if max_prechecks_in_flight is None:
             # as many as the CPUs left beside the actors that hold one, so that a check never waits in Ray's
-            # queue while its time limit runs
-            held = sum(n for c, n in self._pool.capacity().items() if actors.actor_options(c).get("num_cpus"))
+            # queue while its time limit runs; a GPU's evaluator also builds up to its verify slots' candidates at
+            # once (a build holds no device slot), each on a core of its host, so those cores are left to it
+            held = sum(n * (self._slots[c] if hardware.is_cuda_class(c) else 1)
+                       for c, n in self._pool.capacity().items() if actors.actor_options(c).get("num_cpus"))
             spare = ray.cluster_resources().get("CPU", 1) - held
             self._sched.max_prechecks = max(1, int(spare // max(precheck_num_cpus, 1e-9)))
 

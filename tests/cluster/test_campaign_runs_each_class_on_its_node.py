@@ -44,3 +44,23 @@ def test_two_class_campaign_places_every_evaluation_on_its_classs_node(two_nodes
         assert len({r["eval_key"] for r in rows}) == 8
     finally:
         two_nodes.cluster.remove_node(node)
+
+
+def test_a_gpus_verify_slots_keep_their_build_cores_from_the_cheap_checks(two_nodes) -> None:
+    """A GPU's evaluator builds up to its verify slots' candidates at once, each on a core of its host: the cheap
+    checks get the CPUs left after those, not after the actor's one CPU only."""
+    import ray
+
+    from tests.cluster.conftest import RAY_TMP, STORE_BYTES
+    node = two_nodes.cluster.add_node(num_cpus=4, num_gpus=1, resources={"hw:h200": 1},
+                                      object_store_memory=STORE_BYTES, temp_dir=str(RAY_TMP))
+    try:
+        total = int(ray.cluster_resources().get("CPU", 0))
+        d = Dispatcher(["h200"], "tests.cluster._evals:scripted", precheck_path="tests.cluster._evals:scripted",
+                       verify_slots={"h200": 3}, rescan_s=0.5)
+        try:
+            assert d._sched.max_prechecks == total - 3
+        finally:
+            d.shutdown()
+    finally:
+        two_nodes.cluster.remove_node(node)
