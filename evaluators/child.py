@@ -18,6 +18,20 @@ import traceback
 
 _PR_SET_NO_NEW_PRIVS, _PR_SET_CHILD_SUBREAPER = 38, 36
 _SYS_LANDLOCK = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446)}
+_FILE_WRITES = (1 << 1) | (1 << 14)   # Landlock: write to a file, truncate one; the rights a file's rule may take
+_PINNED: list[int] = []               # O_PATH descriptors of the /proc folders a rule names, open while we live
+
+
+def _resolve_proc_self(path: str, pid: int) -> str:
+    """``/proc/self/...`` as ``/proc/<pid>/...``: a rule names this process's own entries, whichever way a later
+    write spells them (``/proc/self``, ``/proc/thread-self``, ``/proc/<pid>``: all lead to the same entries)."""
+    if path == "/proc/self" or path.startswith("/proc/self/"):
+        return f"/proc/{pid}" + path[len("/proc/self"):]
+    return path
+
+
+def _in_proc(path: str) -> bool:
+    return path == "/proc" or path.startswith("/proc/")
 
 
 def _confine_writes(libc, writable: list[str]) -> bool:
@@ -50,17 +64,24 @@ def _confine_writes(libc, writable: list[str]) -> bool:
         return False
     try:
         for path in writable:
+            path = _resolve_proc_self(path, os.getpid())
             if not os.path.exists(path):
                 continue
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            # a file (a device node) takes only file rights; the directory rights make the rule invalid
-            allowed = rights if os.path.isdir(path) else (rights & ((1 << 1) | (1 << 14)))
+            # a file (a device node) takes only file rights; the directory rights make the rule invalid. Under
+            # /proc only existing files may be written, and the folder stays open: a rule holds the inode it was
+            # made on, and procfs makes a new inode for an entry whose dentry was dropped from the cache
+            proc = _in_proc(path)
+            allowed = rights if os.path.isdir(path) and not proc else (rights & _FILE_WRITES)
             try:
                 beneath = ctypes.create_string_buffer(struct.pack("<Qi", allowed, fd))
                 if libc.syscall(add_rule, ruleset, 1, beneath, 0) != 0:
                     return False
             finally:
-                os.close(fd)
+                if proc:
+                    _PINNED.append(fd)
+                else:
+                    os.close(fd)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return False
         return libc.syscall(restrict, ruleset, 0) == 0

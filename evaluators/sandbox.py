@@ -107,6 +107,28 @@ def _device_nodes(device: str) -> list[str]:
     return [n for n in nodes if os.path.exists(n)]
 
 
+PROC_SELF_TASKS = "/proc/self/task"   # the child resolves /proc/self to its own pid when it makes its rules
+
+
+def writable_paths(scratch: Path, builds: Path, *, trusted: bool, device: str, extra: tuple[str, ...] = ()
+                   ) -> list[str]:
+    """Where a child may write (Landlock): its scratch folder (a candidate's build caches are inside it), a
+    baseline's shared build caches, harmless device nodes and the GPU's, and ``extra``; never the baseline records
+    beside the caches.
+
+    A CUDA child may also write to the files of its own threads, ``/proc/<its pid>/task/<tid>/...``: the CUDA driver
+    (570 and later) names the threads it starts by writing ``/proc/self/task/<tid>/comm`` and fails with error 304
+    (operating system) when it may not. Nothing else under /proc: not another process's entries, not /proc/sys.
+    The child resolves ``/proc/self`` to its own pid and may write files there, never create or remove any
+    (``child._confine_writes``). Where a driver needs more, ``[verify] extra_writable = ["/proc"]`` brings back
+    the whole of /proc (the old rule)."""
+    shared = [str(Path(builds) / name) for name in BUILD_CACHES] if trusted else []
+    paths = [str(scratch), *shared, *_device_nodes(device), *extra]
+    if device.startswith("cuda"):
+        paths.append(PROC_SELF_TASKS)
+    return paths
+
+
 class Child:
     """One sandboxed child process. Use as a context manager; ``request`` sends a frame and waits for the answer.
 
@@ -163,12 +185,8 @@ class Child:
         builds = build_root(self.scratch, self.cache_dir, self.trusted)
         for name in BUILD_CACHES:
             (builds / name).mkdir(parents=True, exist_ok=True)
-        # writes only to scratch (a candidate's build caches are inside it), a baseline's shared build caches and
-        # devices; never to the baseline records beside them
-        shared = [str(builds / name) for name in BUILD_CACHES] if self.trusted else []
-        writable = [str(self.scratch), *shared, *_device_nodes(self.limits.device), *self.limits.extra_writable]
-        if self.limits.device.startswith("cuda"):
-            writable.append("/proc")  # the CUDA driver writes under /proc at start-up (error 304 otherwise)
+        writable = writable_paths(self.scratch, builds, trusted=self.trusted, device=self.limits.device,
+                                  extra=self.limits.extra_writable)
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,
                         "writable": writable if self.limits.confine_writes else None, "device": self.limits.device,
                         "cpu_time_s": self._cpu_limit(), "cpu_grace_s": CPU_GRACE_S}
