@@ -4,15 +4,23 @@ The parent and the child both build a call's inputs from the same seed with the 
 the child can get fresh inputs for every timed call without the reference ever running in the child. Identical
 seeds give identical tensors on the same device and torch version; anything the candidate does to disturb that
 shows up as a mismatch.
+
+Seeding is process-wide (``torch.manual_seed`` sets the global generators), and an evaluator with several verify
+slots builds inputs from several threads at once, so the seeding and every draw from the global generators hold
+``SEEDED``: without it, one thread's draws interleave with another's, and the parent's inputs differ from the
+child's (honest candidates rejected as ``input_mutated`` or ``mismatch``).
 """
 from __future__ import annotations
 
+import threading
 import types
 from typing import Any
 
 import torch
 
 from evaluators.policy import PROBES
+
+SEEDED = threading.RLock()     # held around torch.manual_seed and the draws that follow it
 
 
 def _floating(t: Any) -> bool:
@@ -36,9 +44,10 @@ def _probe(name: str, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def make_inputs(problem: types.ModuleType, seed: int, device: str, probe: str | None = None) -> list[Any]:
     """``get_inputs()`` under ``seed`` on ``device``; with ``probe``, float inputs are redrawn from that wider
     distribution (integer inputs such as indices keep their domain)."""
-    torch.manual_seed(seed)
-    with torch.device(device):
-        inputs = list(problem.get_inputs())
+    with SEEDED:
+        torch.manual_seed(seed)
+        with torch.device(device):
+            inputs = list(problem.get_inputs())
     out = []
     for x in inputs:
         if isinstance(x, torch.Tensor):

@@ -105,9 +105,10 @@ def _problem_fault(e: BaseException) -> str:
 
 def build_reference(problem_path: str, scale: str, device: str, seed: int) -> Reference:
     module, info = load_problem_module(problem_path, scale)
-    torch.manual_seed(seed)
     try:
-        model = module.Model(*module.get_init_inputs())
+        with inp.SEEDED:     # the weights drawn under this seed alone, whatever other threads draw meanwhile
+            torch.manual_seed(seed)
+            model = module.Model(*module.get_init_inputs())
     except (Exception, SystemExit) as e:   # a problem that calls exit() must not end the evaluator
         raise Rejected(Status.BASELINE_ERROR, f"the reference Model failed to build: {_problem_fault(e)}")
     if isinstance(model, torch.nn.Module):
