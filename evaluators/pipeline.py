@@ -124,7 +124,31 @@ def evaluate(req: EvalRequest, *, timing_slot: AbstractContextManager | None = N
         result = _evaluate(req, stages, timing_slot if timing_slot is not None else contextlib.nullcontext())
     finally:
         POOL.evaluation_done()
+        if req.device.startswith("cuda") and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()    # this evaluation's reference data goes back to the device, not to a cache
     return dataclasses.replace(result, stage_s=dict(stages.seconds))
+
+
+# An evaluation's device memory as a multiple of its reference's data (weights, one call's inputs and outputs):
+# here the reference, its inputs and outputs and a float64 copy where asked; in the candidate's child its copy of
+# them, the poison and its temporaries; in the baselines' children theirs. Plus each child's CUDA context.
+DEVICE_DATA_MULTIPLE = 8
+CHILD_CONTEXT_BYTES = 3 * (1 << 29)
+DEVICE_SHARE = 0.8           # of the device's memory, what the reservations may take together
+
+
+def _reservation(req: EvalRequest, ref: Reference, timing_slot: AbstractContextManager) -> AbstractContextManager:
+    """On a GPU shared by several evaluations (a slot with ``reserve``), a hold on the device memory this one
+    will need, so that evaluations whose data is large take turns instead of running each other out of memory.
+    Kept baseline children hold memory outside any reservation, so they are let go first when it must wait."""
+    if not req.device.startswith("cuda") or not hasattr(timing_slot, "reserve") or not torch.cuda.is_available():
+        return contextlib.nullcontext()
+    weights = sum(v.numel() * v.element_size() for v in ref.state_dict.values())
+    need = DEVICE_DATA_MULTIPLE * (weights + ref.in_bytes + ref.out_bytes) + CHILD_CONTEXT_BYTES
+    capacity = int(DEVICE_SHARE * torch.cuda.get_device_properties(torch.device(req.device)).total_memory)
+    if timing_slot.would_wait(need, capacity):
+        POOL.drop_built()
+    return timing_slot.reserve(need, capacity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +206,8 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     run = paired = record = None
     profiled: dict[str, Any] = {}
     try:
-        with contextlib.ExitStack() as slot, contextlib.ExitStack() as sharing:
+        with _reservation(req, ref, timing_slot), contextlib.ExitStack() as slot, \
+                contextlib.ExitStack() as sharing:
             with POOL.take(plan.candidate, cache_dir, "candidate") as child:
                 # the children needed next start while this one builds and is verified
                 if req.mode == "bench":

@@ -148,6 +148,14 @@ class SparePool:
             else:
                 child.__exit__(None, None, None)
 
+    def drop_built(self) -> None:
+        """End the kept baseline children (their device memory is wanted)."""
+        with self._lock:
+            built = list(self._built.values())
+            self._built.clear()
+        for child in built:
+            child.__exit__(None, None, None)
+
     def evaluation_done(self) -> None:
         """An evaluation returned: without ``retain``, nothing it started outlives it."""
         if not self._retain:

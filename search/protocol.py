@@ -65,6 +65,29 @@ class DeviceSlot:
         self._shared = 0
         self._exclusive = False
         self._waiting = 0           # exclusive requests waiting
+        self._reserved = 0          # device memory the evaluations under way reserved, bytes
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int, capacity: int):
+        """Hold ``nbytes`` of the device's memory for the evaluation inside; waits while the reservations under way
+        and this one would pass ``capacity``. One evaluation alone always goes ahead, however large (its own limits
+        then decide), so nothing waits forever. Evaluations share a device's memory through this, so that one
+        whose data alone is large does not run the others out of memory."""
+        nbytes = max(0, int(nbytes))
+        with self._cond:
+            self._cond.wait_for(lambda: self._reserved == 0 or self._reserved + nbytes <= capacity)
+            self._reserved += nbytes
+        try:
+            yield self
+        finally:
+            with self._cond:
+                self._reserved -= nbytes
+                self._cond.notify_all()
+
+    def would_wait(self, nbytes: int, capacity: int) -> bool:
+        """Whether ``reserve(nbytes, capacity)`` would wait now."""
+        with self._cond:
+            return self._reserved > 0 and self._reserved + nbytes > capacity
 
     @contextlib.contextmanager
     def shared(self):

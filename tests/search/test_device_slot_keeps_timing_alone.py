@@ -83,3 +83,32 @@ def test_an_exception_inside_either_hold_releases_it():
         except RuntimeError:
             pass
         assert slot.holders() == (0, False)
+
+
+def test_memory_reservations_take_turns_past_the_capacity_and_a_large_one_still_runs_alone() -> None:
+    slot = DeviceSlot()
+    order: list[str] = []
+    first = slot.reserve(60, capacity=100)
+    first.__enter__()
+    assert not slot.would_wait(40, 100) and slot.would_wait(41, 100)
+    done = threading.Event()
+
+    def second() -> None:
+        with slot.reserve(50, capacity=100):    # 60 + 50 > 100: waits for the first to end
+            order.append("second in")
+        done.set()
+
+    t = threading.Thread(target=second)
+    t.start()
+    with slot.reserve(40, capacity=100):        # 60 + 40 fits beside the first
+        order.append("small in")
+    assert not done.wait(0.3), "a reservation past the capacity went ahead"
+    order.append("first out")
+    first.__exit__(None, None, None)
+    assert done.wait(10)
+    t.join()
+    assert order == ["small in", "first out", "second in"]
+    # one reservation larger than the whole capacity runs when it is alone, rather than never
+    with slot.reserve(500, capacity=100):
+        assert slot.would_wait(1, 100)
+    assert not slot.would_wait(100, 100)
