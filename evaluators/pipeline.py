@@ -124,9 +124,25 @@ def evaluate(req: EvalRequest, *, timing_slot: AbstractContextManager | None = N
         result = _evaluate(req, stages, timing_slot if timing_slot is not None else contextlib.nullcontext())
     finally:
         POOL.evaluation_done()
-        if req.device.startswith("cuda") and torch.cuda.is_initialized():
-            torch.cuda.empty_cache()    # this evaluation's reference data goes back to the device, not to a cache
+    broken = _device_context_error(req.device)
+    if broken:
+        result = dataclasses.replace(result, device_poisoned=True,
+                                     reason=f"{result.reason}; the evaluator's device context failed: {broken}")
     return dataclasses.replace(result, stage_s=dict(stages.seconds))
+
+
+def _device_context_error(device: str) -> str | None:
+    """This process's own device context, checked after an evaluation: None when it still synchronises (and its
+    cached blocks are returned to the device), else the error. Candidates run in children with contexts of their
+    own, so only a fault of the device or of the reference's own calls lands here."""
+    if not device.startswith("cuda") or not torch.cuda.is_initialized():
+        return None
+    try:
+        torch.cuda.synchronize(torch.device(device))
+        torch.cuda.empty_cache()    # this evaluation's reference data goes back to the device, not to a cache
+    except RuntimeError as e:       # torch's CUDA errors (AcceleratorError included) are RuntimeErrors
+        return str(e).splitlines()[0][:300]
+    return None
 
 
 # An evaluation's device memory as a multiple of its reference's data (weights, one call's inputs and outputs):

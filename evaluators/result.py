@@ -93,6 +93,9 @@ class EvalResult:
     checked_calls: int = 0                             # candidate calls whose outputs were compared
     state_dict_loaded: bool | None = None              # the candidate took the reference's weights
     timing: dict[str, Any] = dataclasses.field(default_factory=dict)   # how the times were taken: blocks, baselines
+    # the evaluator's own device context failed (a candidate's child cannot break it, a fault of the device can):
+    # the worker holding it must not be reused
+    device_poisoned: bool = False
 
     @property
     def verdict(self) -> str:
@@ -130,6 +133,7 @@ class EvalResult:
             "checked_calls": self.checked_calls,
             "state_dict_loaded": self.state_dict_loaded,
             "timing": self.timing,
+            "device_poisoned": self.device_poisoned,
         }
 
     def to_json(self) -> str:
@@ -152,5 +156,5 @@ class EvalResult:
             provenance=d.get("provenance", {}), profile=d.get("profile", {}),
             stage_s={k: float(v) for k, v in d.get("stage_s", {}).items()},
             checked_calls=int(d.get("checked_calls") or 0), state_dict_loaded=d.get("state_dict_loaded"),
-            timing=d.get("timing", {}),
+            timing=d.get("timing", {}), device_poisoned=bool(d.get("device_poisoned", False)),
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import re
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,18 +37,10 @@ class Dispatch(Protocol):
 
 
 def poisoned(result: EvalResult) -> bool:
-    """Whether the device context may be unusable after ``result``, so its worker must not be reused.
-
-    The evaluator says so with the result's ``device_poisoned`` flag. A result type without that field (an
-    evaluator older than the flag) is read by the old rule: a crash whose reason names a device error."""
-    flag = getattr(result, "device_poisoned", None)
-    if flag is not None:
-        return bool(flag)
-    return result.status is Status.CRASHED and bool(_LEGACY_POISON.search(result.reason))
-
-
-_LEGACY_POISON = re.compile(r"cuda|cudnn|cublas|illegal memory access|device-side assert|launch failure",
-                            re.IGNORECASE)
+    """Whether the device context may be unusable after ``result``, so its worker must not be reused: the
+    evaluator says so with the result's ``device_poisoned`` flag (``evaluators.pipeline`` sets it when its own
+    device context fails a synchronisation after the evaluation)."""
+    return bool(getattr(result, "device_poisoned", False))
 
 
 class DeviceSlot:

@@ -30,7 +30,7 @@ def scripted(req: EvalRequest) -> EvalResult:
             time.sleep(3600)
         elif op == "crash-cuda":
             return EvalResult(status=Status.CRASHED, reason="CUDA error: an illegal memory access was encountered",
-                              device=req.device)
+                              device=req.device, device_poisoned=True)
         elif op == "die-once":
             marker = Path(args[0])
             if not marker.exists():
