@@ -39,6 +39,8 @@ from search.throughput import Throughput
 __all__ = ["INBOX", "Campaign", "Island", "Progress", "build_proposers", "cost_rank"]
 
 log = logging.getLogger(__name__)
+COMPACT_PARTS = 256     # journal parts of one row each merged at once
+COMPACT_ROWS = 4096     # a part this large is never merged again, so each row is rewritten a few times at most
 
 
 @dataclasses.dataclass
@@ -293,6 +295,10 @@ class Campaign:
                           generation=item.generation, island=island.name, node_id=node, scale=island.scale)
         row = row_from_result(result, cand, where)
         population.append([row])   # the journal first, then the checkpoint
+        # one part per evaluation; every COMPACT_PARTS small parts are merged into one, so that reading a
+        # long campaign's journal opens tens of files, not thousands (a crash mid-merge leaves rows twice, which
+        # every reader drops by eval_key)
+        population.compact(min_parts=COMPACT_PARTS, target_rows=COMPACT_ROWS)
         del self.pending[key]
         self.throughput.add(row)
         log.info("%s %s %s", key, result.status.value, result.reason)

@@ -98,3 +98,28 @@ def test_an_interrupted_campaign_resumes_with_each_candidate_recorded_once(tmp_p
     keys = read_population(out).column("eval_key").to_pylist()
     assert len(keys) == len(set(keys)) == 8
     assert set(in_flight) <= set(keys)
+
+
+def test_the_journal_is_compacted_as_the_campaign_runs(tmp_path: Path, monkeypatch) -> None:
+    """One part per evaluation would leave a long campaign's journal in thousands of files: every few parts are
+    merged into one, and every evaluation is still there exactly once."""
+    import search.campaign as campaign_mod
+    from search.journal import POPULATION_DIR
+    monkeypatch.setattr(campaign_mod, "COMPACT_PARTS", 4)
+    n_quick = 13
+    (tmp_path / "double.py").write_text(PROBLEM)
+    cands = tmp_path / "cands"
+    cands.mkdir()
+    for i in range(n_quick):
+        (cands / f"double__{i:02d}.py").write_text(f"sleep 0.01\n# {i}\n")
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[campaign]\nname = "compact"\nout = "run"\n[budget]\nmax_evaluations = {n_quick}\n'
+                    'max_minutes = 5\n[[problems]]\npath = "double.py"\n[[targets]]\nhardware = "cpu"\n'
+                    '[[proposers]]\nkind = "files"\ndir = "cands"\nper_generation = 2\n')
+    out = tmp_path / "run"
+    Campaign(load_config(toml), out, local=True, dispatcher_factory=lambda cfg: LocalDispatcher({"cpu": 2},
+                                                                                               scripted)).run()
+    parts = sorted((out / POPULATION_DIR).glob("part-*.parquet"))
+    assert len(parts) < 4 + 3, [p.name for p in parts]      # one merged part and fewer than four since
+    rows = read_population(out).to_pylist()
+    assert len(rows) == n_quick and len({r["eval_key"] for r in rows}) == n_quick
