@@ -51,20 +51,25 @@ def calls_per_block(timing: TimingPolicy, call_ms: float) -> int:
 def paired_blocks(candidate: TimedSubject, baselines: dict[str, TimedSubject], timing: TimingPolicy,
                   baseline_ms: float) -> PairedRun:
     """Time ``candidate`` against ``baselines`` in alternating blocks. ``baseline_ms`` is the faster baseline's
-    known time per call; the candidate's comes from a few calibration calls (timed and checked like any other,
+    known time per call, used only when there are no baselines to calibrate; the candidate's comes from a few calibration calls (timed and checked like any other,
     but left out of the figures). Each baseline makes as many calls first, left out too: the last of its warm-up."""
     for _ in range(CALIBRATION_CALLS):
         candidate.call()
     cand_ms = statistics.median(candidate.samples[-CALIBRATION_CALLS:]) / 1e6
     del candidate.samples[:], candidate.host[:]
+    calibrated: list[float] = []
     for name, subject in baselines.items():    # the baselines' last warm-up, on the device alone, left out too
         for _ in range(CALIBRATION_CALLS):
             try:
                 subject.call()
             except (Rejected, ChildFailed) as e:
                 raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
+        calibrated.append(statistics.median(subject.samples[-CALIBRATION_CALLS:]) / 1e6)
         del subject.samples[:], subject.host[:]
-    calls = calls_per_block(timing, max(cand_ms, baseline_ms))
+    # the faster baseline's time as just measured; the given one (a stored record, or for a problem new to the
+    # node the reference's first call here, start-up included) only where there was nothing to calibrate
+    base_ms = min(calibrated) if calibrated else baseline_ms
+    calls = calls_per_block(timing, max(cand_ms, base_ms))
     subjects = [("candidate", candidate), *baselines.items()]
     wins = {name: 0 for name in baselines}
     block = 0

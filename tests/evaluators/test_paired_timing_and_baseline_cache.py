@@ -126,3 +126,29 @@ def test_concurrent_evaluations_measure_a_record_once(problem, tmp_path):
     assert len({r.measured_at for r in got}) == 1, "the record was measured more than once"
     assert sorted(r.cached for r in got) == [False, True]
     assert not [p for p in (tmp_path / "baselines").iterdir() if p.name.startswith(".tmp-")]
+
+
+SLOW_FIRST_CALL = PROBLEM.replace("""    def forward(self, x):
+        return torch.tanh(x) * 2.0""", """    calls = 0
+
+    def forward(self, x):
+        Model.calls += 1
+        if Model.calls == 1:        # a first call slowed by a one-off start-up (a library's initialisation)
+            import time
+            time.sleep(0.5)
+        return torch.tanh(x) * 2.0""")
+
+
+def test_a_first_pairing_sizes_its_blocks_by_the_baselines_calibrated_time(tmp_path):
+    """A problem new to the node has no record: the blocks are sized by the baselines' calibration calls, not by
+    the reference's first call in the evaluator (start-up included), which would make blocks of 3 calls."""
+    path = tmp_path / "slow_first.py"
+    path.write_text(SLOW_FIRST_CALL)
+    result = evaluate(EvalRequest(problem_path=str(path), candidate_source=CANDIDATE, device="cpu", mode="bench",
+                                  verify=VerifyPolicy(seed=2), cache_dir=str(tmp_path / "cache"),
+                                  timing=TimingPolicy(baselines=("eager",), time_cap_s=3.0, min_blocks=6,
+                                                      max_blocks=6)))
+    assert result.status is Status.ACCEPTED, result.reason
+    assert result.timing["baseline_record"]["cached"] is False
+    # a block is 1/24 of the 3 s cap, 125 ms: sized by the 0.5 s first call it would hold 3 calls of each
+    assert result.timing["calls_per_block"] > 3, result.timing
