@@ -157,12 +157,13 @@ def main() -> None:
     # Imports after the limits; the timers and the wire are bound now, before any candidate code exists.
     import torch
 
+    from evaluators import digest
     from evaluators import inputs as inp
     from evaluators import integrity, timers, wire
 
     _bring_up(torch, limits.get("device", "cpu"))
 
-    state: dict = {"applied": applied}
+    state: dict = {"applied": applied, "digest": digest}
     try:
         while True:
             kind, msg = wire.recv(rfd)
@@ -207,6 +208,7 @@ def _h_init(state, msg, *, torch, inp, timers, integrity):
     torch.set_grad_enabled(False)
     integrity.settle_torch()
     state["before"] = integrity.snapshot(extra_modules=_HARNESS_MODULES)
+    state["digest_guard"] = state["digest"].Guard(device)     # the dispatch state, before any candidate code
     state["settings_before"] = integrity.global_settings()
     state["threads_before"] = integrity.python_threads()      # the harness's own, before any candidate code
     state["fault_status"] = "compile_error"
@@ -282,6 +284,7 @@ def _collect(state, out, inputs, *, torch, inp, integrity, at_return=None):
     """Snapshot the outputs as they are the moment forward returned (or take the snapshot made then), then look
     again after a full sync. A difference means work was still running after forward returned (a thread or a
     side stream)."""
+    state.pop("digest_inputs", None)
     items, bad = inp.flatten_outputs(out)
     if bad:
         integrity.sync(state["device"])
@@ -301,10 +304,15 @@ def _collect(state, out, inputs, *, torch, inp, integrity, at_return=None):
         for j, x in enumerate(inputs):
             if isinstance(x, torch.Tensor) and integrity.overlaps(t, x):
                 alias = f"output {i} shares memory with input {j}"
+    # a large input goes back as a placeholder; the parent then asks for its digest under a key it sends only now
+    digest = state.get("digest")
+    if digest is None:      # a state made by hand (tests); the child's main puts in the module it bound at start-up
+        from evaluators import digest
+    state["digest_inputs"] = inputs
     return "outputs", {
         "outputs": at_return,
         "devices": [str(t.device) for t in items],
-        "inputs_after": [x for x in inputs],
+        "inputs_after": [digest.placeholder(x) if digest.digested(x) else x for x in inputs],
         "deferred": deferred,
         "threads_running": running,
         "alias": alias,
@@ -349,6 +357,18 @@ def _h_fetch(state, msg, *, torch, inp, timers, integrity):
                     at_return=state.get("timed_snapshot"))
 
 
+def _h_digest(state, msg, *, torch, inp, timers, integrity):
+    """The digests of the inputs the last checked call was given, under the key the parent sent after its reply."""
+    inputs = state.pop("digest_inputs", None)
+    if inputs is None:
+        raise RuntimeError("a digest was asked for with no checked call before it")
+    digest = state["digest"]
+    broken = state["digest_guard"].broken()
+    if broken:
+        return "error", {"status": "tampering", "message": f"the inputs' digest was refused: {broken}"}
+    return "digests", {"digests": digest.input_digests(inputs, int(msg["key"]))}
+
+
 def _h_audit(state, msg, *, torch, inp, timers, integrity):
     after = integrity.snapshot(extra_modules=_HARNESS_MODULES)
     return "audit", {
@@ -368,9 +388,9 @@ def _h_profile(state, msg, *, torch, inp, timers, integrity):
 
 
 _HANDLERS = {"ping": _h_ping, "init": _h_init, "check": _h_check, "prepare": _h_prepare, "go": _h_go, "fetch": _h_fetch,
-             "audit": _h_audit, "profile": _h_profile}
+             "digest": _h_digest, "audit": _h_audit, "profile": _h_profile}
 _HARNESS_MODULES = ("evaluators.timers", "evaluators.wire", "evaluators.inputs", "evaluators.integrity",
-                    "evaluators.child", "__main__")
+                    "evaluators.digest", "evaluators.child", "__main__")
 
 
 if __name__ == "__main__":

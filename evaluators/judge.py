@@ -5,6 +5,7 @@ decided by the parent after each call returns, so a checked call looks exactly l
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import random
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from evaluators import digest
 from evaluators import inputs as inp
 from evaluators.compare import compare, inputs_unchanged
 from evaluators.policy import TimingPolicy, VerifyPolicy
@@ -146,17 +148,38 @@ class CheckLog:
         self.checks += 1
 
 
+def _input_digests(child: Child | None, ref_inputs: list[Any], after: Any, where: str) -> tuple[Any, Any]:
+    """The child's digests of its large inputs and the parent's of its own copies, under a key drawn now: the call
+    has returned, so no candidate code runs while the key is known (threads left running and replaced functions
+    are caught apart). The parent digests while the child does. (None, None) when every input came back whole."""
+    if not isinstance(after, list) or not any(digest.is_placeholder(a) for a in after):
+        return None, None
+    if child is None:
+        raise ValueError("judge_outputs needs the child to ask for the digests of inputs sent as placeholders")
+    key = digest.new_key()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kswarm-digest") as pool:
+        own = pool.submit(digest.input_digests, ref_inputs, key)
+        kind, reply = child.request("digest", {"key": key}, max_bytes=1 << 16)
+        own = own.result()
+    if kind == "error":
+        reply = reply if isinstance(reply, dict) else {}
+        raise _rejection(reply, f"{where}: {reply.get('message', 'the digest of the inputs failed')}")
+    return (reply.get("digests") if kind == "digests" and isinstance(reply, dict) else None), own
+
+
 def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: list[torch.Tensor],
                   ref: Reference, policy: VerifyPolicy, log_: CheckLog, where: str,
-                  mismatch_status: Status) -> None:
-    """Raise Rejected unless the child's outputs for this call are acceptable."""
+                  mismatch_status: Status, child: Child | None = None) -> None:
+    """Raise Rejected unless the child's outputs for this call are acceptable. ``child`` answers for the inputs it
+    sent back as digests (all above ``digest.DIGEST_MIN_BYTES``)."""
     if reply_kind == "error":
         raise _rejection(reply, f"{where}: {reply.get('message', 'failed')}")
     if reply.get("bad"):
         raise Rejected(Status.BAD_OUTPUT, f"{where}: {reply['bad']}")
     if reply.get("alias"):
         raise Rejected(Status.OUTPUT_ALIASES_INPUT, f"{where}: {reply['alias']}; return a new tensor")
-    changed = inputs_unchanged(ref_inputs, reply["inputs_after"])
+    theirs, own = _input_digests(child, ref_inputs, reply["inputs_after"], where)
+    changed = inputs_unchanged(ref_inputs, reply["inputs_after"], theirs, own)
     if changed:
         raise Rejected(Status.INPUT_MUTATED, f"{where}: {changed}; candidates must not modify their inputs")
     c = compare(reply["outputs"], ref_out, reply["devices"], ref.device, policy, ref.info.tolerance)
@@ -196,7 +219,7 @@ def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random
                                     max_bytes=max_bytes)
         status = Status.MISMATCH if probe is None else Status.DOMAIN_MISMATCH
         try:
-            judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, where, status)
+            judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, where, status, child)
         except Rejected as r:
             if probe is not None:
                 log_.probe_verdicts.append((probe, r.reason))
@@ -275,7 +298,7 @@ class TimedSubject:
         ref_inputs, ref_out = self.ref.run(seed)
         kind, reply = self.child.request("fetch", {})
         judge_outputs(kind, reply, ref_inputs, ref_out, self.ref, self.policy, self.log,
-                      f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH)
+                      f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH, self.child)
 
     def finish(self) -> TimedRun:
         """Check the last call if its coin left it unchecked; the run so far."""
