@@ -203,6 +203,7 @@ def _h_init(state, msg, *, torch, inp, timers, integrity):
 
     device = msg["device"]
     state["device"] = device
+    state["digest_inputs_on"] = bool(msg.get("digest_inputs", True))   # [verify] digest_inputs
     problem, _ = load_problem_module(msg["problem_path"], msg["scale"])
     state["problem"] = problem
     torch.set_grad_enabled(False)
@@ -312,7 +313,8 @@ def _collect(state, out, inputs, *, torch, inp, integrity, at_return=None):
     return "outputs", {
         "outputs": at_return,
         "devices": [str(t.device) for t in items],
-        "inputs_after": [digest.placeholder(x) if digest.digested(x) else x for x in inputs],
+        "inputs_after": [digest.placeholder(x) if state.get("digest_inputs_on", True) and digest.digested(x) else x
+                         for x in inputs],
         "deferred": deferred,
         "threads_running": running,
         "alias": alias,

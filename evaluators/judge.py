@@ -368,8 +368,10 @@ def audit(child: Child, settings_before: dict[str, Any]) -> None:
 
 
 def init_child(child: Child, subject: str, ref: Reference, *, candidate_path: Path | None,
-               warmup: int, compile_options: dict[str, Any] | None = None) -> dict[str, Any]:
+               warmup: int, compile_options: dict[str, Any] | None = None, digest_inputs: bool = True
+               ) -> dict[str, Any]:
     kind, reply = child.request("init", {
+        "digest_inputs": bool(digest_inputs),
         "subject": subject, "problem_path": str(Path(ref.info.path).resolve()), "scale": ref.info.scale,
         "device": ref.device, "seed": ref.seed, "state_dict": ref.state_dict, "timer": timer_kind(ref.device),
         "candidate_path": str(candidate_path) if candidate_path else None, "warmup": warmup,

@@ -239,7 +239,7 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                         # one call, which compiles: the build holds nothing, so it overlaps other candidates'
                         # timing (its kernels run once); the rest of the warm-up is verification and calibration
                         ready = init_child(child, "candidate", ref, candidate_path=cand_path, warmup=_build_calls(
-                            req, timing_slot))
+                            req, timing_slot), digest_inputs=req.verify.digest_inputs)
                     with stage("verify"):
                         if hasattr(timing_slot, "shared"):
                             # verifications may overlap with each other on this device, never with timing

@@ -40,6 +40,9 @@ class VerifyPolicy:
     seed: int | None = None              # None draws a fresh seed per evaluation
     extra_writable: tuple[str, ...] = () # folders a candidate may write to besides its scratch (debugging, tests)
     confine_writes: bool = True          # Landlock: writes only to scratch, build caches, devices, extra_writable
+    # inputs above 1 MiB checked unchanged by a keyed digest on the device (evaluators/digest.py); false sends
+    # every input back whole after each checked call and compares it byte for byte (slow for large inputs)
+    digest_inputs: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -245,3 +245,22 @@ def test_the_child_sends_placeholders_and_digests_only_after_the_call(problem, k
         # one digest per checked call: the inputs are forgotten once digested
         kind, reply = child.request("digest", {"key": key})
         assert kind == "error"
+
+
+def test_with_the_digest_off_large_inputs_come_back_whole_and_are_still_judged(problem, kswarm_cache_dir, tmp_path):
+    """``[verify] digest_inputs = false`` is the way back to the byte-for-byte comparison of every input."""
+    ref = build_reference(str(problem), "default", "cpu", 5)
+    candidate = tmp_path / "candidate.py"
+    candidate.write_text(HONEST)
+    with Child(SandboxLimits(timeout_s=120.0, memory_mb=2048), kswarm_cache_dir, label="candidate") as child:
+        init_child(child, "candidate", ref, candidate_path=candidate, warmup=1, digest_inputs=False)
+        kind, reply = child.request("check", {"seed": 7, "probe": None, "poison_bytes": 1 << 20,
+                                              "poison_value": POISON[0], "reuse": False})
+        assert kind == "outputs"
+        large = reply["inputs_after"][0]
+        assert not digest.is_placeholder(large) and tuple(large.shape) == (512, 1024)
+    result = evaluate(EvalRequest(problem_path=str(problem), candidate_source=MUTATES_LARGE, device="cpu",
+                                  mode="verify", cache_dir=str(kswarm_cache_dir),
+                                  verify=VerifyPolicy(static="warn", seed=11, memory_mb=2048, timeout_s=120,
+                                                      digest_inputs=False)))
+    assert result.status is Status.INPUT_MUTATED and "input 0 was modified in place" in result.reason
