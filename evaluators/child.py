@@ -101,6 +101,14 @@ def _drop_capabilities(libc) -> bool:
     return libc.capset(header, data) == 0
 
 
+def new_network_namespace(libc) -> bool:
+    """Move this process into a network namespace of its own (with a user namespace where that is what the kernel
+    allows an unprivileged process): no interface but a loopback that is down. Whether it was done; ``errno`` says
+    why not."""
+    clone_newnet, clone_newuser = 0x40000000, 0x10000000
+    return any(libc.unshare(flags) == 0 for flags in (clone_newnet, clone_newnet | clone_newuser))
+
+
 def _limit_cpu(seconds: float | None, grace: int) -> int | None:
     """RLIMIT_CPU: SIGXCPU once this process has used ``seconds`` of CPU time (all its threads together), SIGKILL
     ``grace`` seconds later in case SIGXCPU is caught or ignored. Both kill by default; the parent reports either
@@ -135,11 +143,7 @@ def _apply_limits(limits: dict) -> dict:
     # orphans of the candidate's processes are re-parented here, so the parent's watchdog still sees them
     libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if limits.get("isolate_network", True):
-        clone_newnet, clone_newuser = 0x40000000, 0x10000000
-        for flags in (clone_newnet, clone_newnet | clone_newuser):
-            if libc.unshare(flags) == 0:
-                applied["network_isolated"] = True
-                break
+        applied["network_isolated"] = new_network_namespace(libc)
     if limits.get("writable"):
         applied["filesystem_confined"] = _confine_writes(libc, list(limits["writable"]))
     # Python ignores SIGXFSZ; the default action kills the process, which the parent reports as resource abuse

@@ -137,17 +137,12 @@ def tensor_digest(t: torch.Tensor, seed: int, slice_words: int | None = None) ->
         gen.manual_seed(seed)
         low = _new_zeros(words, (), dtype=torch.int64)
         high = _new_zeros(words, (), dtype=torch.int64)
-        size = min(slice_words, n)
-        draws = _new_empty(words, (size,), dtype=torch.int64)
-        wide = _new_empty(words, (size,), dtype=torch.int64)
-        up = _new_empty(words, (size,), dtype=torch.int64)
+        size = 0
         for start in range(0, n, slice_words):
             k = min(slice_words, n - start)
-            if k != size:        # the last, shorter slice: buffers of its own size
+            if k != size:        # the first slice, and the last, shorter one: buffers of its size
                 size = k
-                draws = _new_empty(words, (size,), dtype=torch.int64)
-                wide = _new_empty(words, (size,), dtype=torch.int64)
-                up = _new_empty(words, (size,), dtype=torch.int64)
+                draws, wide, up = (_new_empty(words, (size,), dtype=torch.int64) for _ in range(3))
             _random_(draws, -(1 << 63), None, generator=gen)
             _copy_(wide, _narrow(words, 0, start, k))
             # the high 32 bits, signed: [-2**31, 2**31) (a copy of every other int32: a shift is slow on a CPU)

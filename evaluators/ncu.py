@@ -81,7 +81,6 @@ TENSOR_CANDIDATES = tuple(
     for dst in ("", "_dst_fp16", "_dst_fp32", "_dst_fp64", "_dst_int32"))
 _TENSOR_RE = re.compile(r"^sm__ops_path_tensor_src_([a-z0-9]+?)(?:_dst_[a-z0-9]+)?\.sum$")
 
-_CLONE_NEWNET, _CLONE_NEWUSER = 0x40000000, 0x10000000
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -178,11 +177,9 @@ def _private_network() -> str | None:
     import fcntl
     import socket
     import struct
+    from evaluators.child import new_network_namespace
     libc = ctypes.CDLL(None, use_errno=True)
-    for flags in (_CLONE_NEWNET, _CLONE_NEWNET | _CLONE_NEWUSER):
-        if libc.unshare(flags) == 0:
-            break
-    else:
+    if not new_network_namespace(libc):
         return f"no network namespace could be made ({os.strerror(ctypes.get_errno())})"
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -332,7 +329,7 @@ def roofline_row(flops: dict[str, float], dram_bytes: float, seconds: float, spe
     if spec is None or not seconds:
         return out
     compute = max((v / _peak_flops(spec, k) for k, v in flops.items() if v and _peak_flops(spec, k)), default=0.0)
-    memory = dram_bytes / (spec.mem_bandwidth_gbs * 1e9) if dram_bytes else 0.0
+    memory = spec.floor_seconds(0.0, dram_bytes)["memory_s"]
     floor = max(compute, memory)
     out.update({"compute_floor_ms": compute * 1e3, "memory_floor_ms": memory * 1e3, "floor_ms": floor * 1e3,
                 "bound": "compute" if compute > memory else "memory", "fraction_of_floor": floor / seconds})

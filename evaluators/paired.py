@@ -51,8 +51,9 @@ def calls_per_block(timing: TimingPolicy, call_ms: float) -> int:
 def paired_blocks(candidate: TimedSubject, baselines: dict[str, TimedSubject], timing: TimingPolicy,
                   baseline_ms: float) -> PairedRun:
     """Time ``candidate`` against ``baselines`` in alternating blocks. ``baseline_ms`` is the faster baseline's
-    known time per call, used only when there are no baselines to calibrate; the candidate's comes from a few calibration calls (timed and checked like any other,
-    but left out of the figures). Each baseline makes as many calls first, left out too: the last of its warm-up."""
+    known time per call, used only when there are no baselines to calibrate. The candidate's time comes from a few
+    calibration calls (timed and checked like any other, but left out of the figures); each baseline makes as many
+    calls first, left out too: the last of its warm-up."""
     for _ in range(CALIBRATION_CALLS):
         candidate.call()
     cand_ms = statistics.median(candidate.samples[-CALIBRATION_CALLS:]) / 1e6

@@ -254,12 +254,14 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                         child.arm(lim.with_timeout(plan.candidate, (SPARE_IDLE_S, "waiting for the timing slot")))
                         # the baselines' children are built (or kept ones taken) once the candidate is verified,
                         # holding nothing, like the candidate's build; only timed calls wait for the device alone
+                        # the stored record to pair against; none when missing or a re-measurement asks afresh
+                        known = plan.record if req.timing.rounds < 2 else None
                         with stage("baseline"):
-                            subjects = _baseline_children(req, ref, plan, cache_dir, slot, _build_calls(
+                            subjects = _baseline_children(req, ref, plan, known, cache_dir, slot, _build_calls(
                                 req, timing_slot))
                         POOL.settle()       # no start-up of this evaluation's spares competes with a timed call
                         slot.enter_context(timing_slot)
-                        record, paired = _time(req, ref, child, plan, subjects, bdir, rng, checks, stage)
+                        record, paired = _time(req, ref, child, plan, known, subjects, bdir, rng, checks, stage)
                         # the device's own time in the timed calls (events on a GPU): a floor on its busy time
                         stage.seconds["timed_calls"] = round(
                             (sum(paired.candidate.samples_ns) + sum(sum(v) for v in paired.baselines.values()))
@@ -305,15 +307,13 @@ def _build_calls(req: EvalRequest, timing_slot: AbstractContextManager) -> int:
     return 1 if hasattr(timing_slot, "shared") else req.timing.warmup
 
 
-def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, cache_dir: Path,
-                       slot: contextlib.ExitStack, warmup: int) -> dict[str, Child]:
-    """A built child per baseline to pair with the candidate, held in ``slot``: the stored record's contenders, or
-    every baseline when the node has no record yet (or a re-measurement asks for a fresh one), so that pairing
-    measures the record too. Kept children of the same problem are reused."""
-    fresh = req.timing.rounds >= 2
-    names = plan.record.contenders() if plan.record is not None and not fresh else list(req.timing.baselines)
+def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, known: BaselineRecord | None,
+                       cache_dir: Path, slot: contextlib.ExitStack, warmup: int) -> dict[str, Child]:
+    """A built child per baseline to pair with the candidate, held in ``slot``: the ``known`` record's contenders,
+    or every baseline when there is none (the node has no record yet, or a re-measurement asks for a fresh one), so
+    that pairing measures the record too. Kept children of the same problem are reused."""
+    names = known.contenders() if known is not None else list(req.timing.baselines)
     out: dict[str, Child] = {}
-    name = names[0]
     try:
         for name in names:
             def build(bchild: Child, name: str = name) -> dict[str, Any]:
@@ -325,13 +325,12 @@ def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, cache_dir:
     return out
 
 
-def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, children: dict[str, Child], bdir: Path,
-          rng: random.Random, checks: CheckLog, stage: StageClock) -> tuple[BaselineRecord, PairedRun]:
+def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, known: BaselineRecord | None,
+          children: dict[str, Child], bdir: Path, rng: random.Random, checks: CheckLog,
+          stage: StageClock) -> tuple[BaselineRecord, PairedRun]:
     """The timing phase, with the slot held: the candidate paired with the built baselines, each in its own child;
-    when the node had no record of them, the record is made from the baselines' calls timed here."""
+    without a ``known`` record, the record is made from the baselines' calls timed here."""
     flush = req.timing.flush_for(timer_kind(req.device))
-    fresh = req.timing.rounds >= 2
-    known = plan.record if not fresh else None
     subjects = {n: TimedSubject(c, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
                 for n, c in children.items()}
     with stage("time"):
@@ -343,10 +342,11 @@ def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, children: dict[s
         candidate = TimedSubject(child, ref, req.verify, rng, checks, flush=flush)
         paired = paired_blocks(candidate, subjects, req.timing, baseline_ms)
     if known is None:
-        built = {n: {"compile_seconds": getattr(c, "build_info", {}).get("compile_seconds"),
+        built = {n: {"compile_seconds": c.build_info.get("compile_seconds"),
                      "peak_rss_mb": round(c.peak_rss / (1 << 20), 1)} for n, c in children.items()}
         known = record_from_pairing(ref, device_name=integrity.device_name(req.device), timing=req.timing,
-                                    directory=bdir, samples=paired.baselines, built=built, fresh=fresh)
+                                    directory=bdir, samples=paired.baselines, built=built,
+                                    fresh=req.timing.rounds >= 2)
     return known, dataclasses.replace(paired, reused={n: c.reused for n, c in children.items()})
 
 

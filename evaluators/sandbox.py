@@ -155,6 +155,7 @@ class Child:
         self.peak_rss = 0          # bytes, the most the child's tree held at once as the watchdog saw it
         self.cpu_seen = 0.0        # CPU seconds of the child's own process, as the watchdog last saw them
         self.built = False         # its subject is built (a kept baseline child)
+        self.build_info: dict[str, Any] = {}   # what its build reported (compile seconds), kept with it
         self.reused = False        # it served an earlier evaluation (a kept baseline child)
 
     @property
@@ -192,7 +193,8 @@ class Child:
                         "cpu_time_s": self._cpu_limit(), "cpu_grace_s": CPU_GRACE_S}
         env = {**scrubbed_env(self.scratch, builds), "KSWARM_SANDBOX": self._marker}
         self.proc = subprocess.Popen(
-            [*self.launcher, sys.executable, "-m", "evaluators.child", str(c_read), str(c_write), json.dumps(child_limits)],
+            [*self.launcher, sys.executable, "-m", "evaluators.child", str(c_read), str(c_write),
+             json.dumps(child_limits)],
             pass_fds=(c_read, c_write), cwd=self.scratch, env=env,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         os.close(c_read)

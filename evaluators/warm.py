@@ -132,7 +132,7 @@ class SparePool:
         ok = False
         try:
             if not child.built:
-                child.build_info = build(child) or {}    # what the build reported (compile seconds), kept with it
+                child.build_info = build(child) or {}
                 child.built = True
             yield child
             ok = True
