@@ -41,7 +41,18 @@ if [ ! -f "$DIR/checkpoint.json" ]; then
   {
     printf '[campaign]\nname = "%s"\nout = "%s"\nseed = 0\n\n' "$NAME" "$NAME"
     printf '[budget]\nmax_evaluations = 5000\nmax_minutes = %s\n\n' "$MINUTES"
-    for g in $PROBLEMS_GLOB; do printf '[[problems]]\npath = "../%s/%s"\nscale = "default"\n\n' "$KB" "$g"; done
+    # the globs' files taken in turn (one of each glob, then the next of each), so that a short campaign over
+    # levels 1 and 2 reaches problems of both: the feed asks the problems' islands in this order
+    python3 - "$KB" $PROBLEMS_GLOB <<'PY'
+import glob, itertools, os, sys
+def number(path):                    # KernelBench files start with the problem's number
+    head = os.path.basename(path).split("_")[0]
+    return (int(head) if head.isdigit() else 0, path)
+kb = sys.argv[1]
+groups = [sorted(glob.glob(os.path.join(kb, g)), key=number) for g in sys.argv[2:]]
+for path in (p for row in itertools.zip_longest(*groups) for p in row if p):
+    print(f'[[problems]]\npath = "../{path}"\nscale = "default"\n')
+PY
     printf '[[targets]]\nhardware = "h200"\nverify_slots = %s\n\n' "$SLOTS"
     printf '[[proposers]]\nkind = "fusion"\nper_generation = %s\n\n' "$PER_GEN"
     printf '[[proposers]]\nkind = "rewrites"\nper_generation = %s\n\n' "$PER_GEN"
