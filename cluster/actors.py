@@ -87,11 +87,13 @@ def _device_name(hw_class: str) -> tuple[str, dict[str, Any]]:
 class EvaluatorActor:
     """One device's evaluator: a thin shell over an evaluate function. Create with ``spawn_evaluator``."""
 
-    def __init__(self, hw_class: str, evaluate: FunctionRef):
+    def __init__(self, hw_class: str, evaluate: FunctionRef, verify_slots: int | None = None):
         self._hw_class = hw_class
         self._evaluate: EvaluateFn = resolve(evaluate)
         self._takes_slot = accepts_timing_slot(self._evaluate)
-        self._timing_slot = DeviceSlot()     # verifications may overlap; timing has the device alone
+        # up to ``verify_slots`` verifications overlap; timing has the device alone; the evaluations held beyond
+        # the verify slots build meanwhile
+        self._timing_slot = DeviceSlot(verify_slots)
         self._fingerprint: dict[str, Any] | None = None
 
     def ready(self) -> dict[str, Any]:
@@ -118,14 +120,14 @@ RemoteEvaluator = ray.remote(EvaluatorActor)
 
 
 def spawn_evaluator(hw_class: str, evaluate: FunctionRef, node_id: str | None = None,
-                    slots: int = 1) -> "ray.actor.ActorHandle":
-    """Start an evaluator pinned to one device of ``hw_class`` (and to ``node_id`` when given, strictly) that runs
-    up to ``slots`` evaluations at once."""
+                    slots: int = 1, verify_slots: int | None = None) -> "ray.actor.ActorHandle":
+    """Start an evaluator pinned to one device of ``hw_class`` (and to ``node_id`` when given, strictly) that holds
+    up to ``slots`` evaluations at once, of which up to ``verify_slots`` (None: all) verify at once."""
     opts = actor_options(hw_class, slots)
     if node_id is not None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
-    return RemoteEvaluator.options(**opts).remote(hw_class, evaluate)
+    return RemoteEvaluator.options(**opts).remote(hw_class, evaluate, verify_slots)
 
 
 def _precheck(precheck: FunctionRef, req: EvalRequest) -> EvalResult | None:

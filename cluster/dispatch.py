@@ -5,8 +5,8 @@ Contract of ``Dispatcher`` (the scheduler's, see ``search.scheduler``, on Ray):
   hardware class has no node for longer than ``wait_s`` (then ``poll`` raises ``HardwareUnavailable`` naming the
   keys, which are dropped undelivered);
 - the cheap checks (``precheck``) run as CPU tasks first; only a request that passes them takes device time;
-- one actor per device, running up to ``verify_slots`` evaluations at once (a threaded actor) with one exclusive
-  timing slot among them;
+- one actor per device (a threaded actor) holding up to ``verify_slots`` + ``build_ahead`` evaluations at once:
+  up to ``verify_slots`` verify together, one exclusive timing slot among them, the rest build;
 - work lost to a dead actor, worker or node is dispatched again, at most ``retries`` times, then delivered as
   ``crashed``;
 - an evaluation running longer than ``timeout_s`` is delivered as ``timeout`` and its actor is killed and replaced;
@@ -46,7 +46,9 @@ class Dispatcher:
 
     ``evaluate`` and ``precheck`` are import paths ("pkg.mod:fn") or callables, run on the workers. Ray must be
     initialised (``cluster.runtime.ensure_ray``). ``verify_slots`` (an int, or one per class) is how many
-    evaluations one device's actor runs at once; ``max_in_flight_per_actor`` is its older name.
+    evaluations one device's actor verifies at once; ``max_in_flight_per_actor`` is its older name. ``build_ahead``
+    (an int, or one per class; default 0) is how many more it holds, building, so that a freed slot finds a built
+    candidate.
     """
 
     def __init__(self, targets: list[str], evaluate_path: actors.FunctionRef,
@@ -54,7 +56,8 @@ class Dispatcher:
                  timeout_s: float = 1800.0, retries: int = 2, wait_s: float = 0.0,
                  precheck_timeout_s: float | None = None, max_prechecks_in_flight: int | None = None,
                  precheck_num_cpus: float = 1.0, start_timeout_s: float = 300.0, rescan_s: float = 2.0,
-                 verify_slots: int | Mapping[str, int] | None = None):
+                 verify_slots: int | Mapping[str, int] | None = None,
+                 build_ahead: int | Mapping[str, int] | None = None):
         if not targets:
             raise ValueError("no target hardware classes")
         if max_in_flight_per_actor < 1:
@@ -65,7 +68,12 @@ class Dispatcher:
             actors.resolve(precheck_path)
         self.targets = list(dict.fromkeys(targets))
         slots = max_in_flight_per_actor if verify_slots is None else verify_slots
-        self._slots = {c: int(slots.get(c, 1) if isinstance(slots, Mapping) else slots) for c in self.targets}
+        verify = {c: int(slots.get(c, 1) if isinstance(slots, Mapping) else slots) for c in self.targets}
+        ahead = {c: int((build_ahead or {}).get(c, 0) if isinstance(build_ahead, Mapping) or build_ahead is None
+                        else build_ahead) for c in self.targets}
+        if min(verify.values()) < 1 or min(ahead.values()) < 0:
+            raise ValueError(f"verify_slots must be at least 1 and build_ahead at least 0, not {verify} and {ahead}")
+        self._slots = {c: verify[c] + ahead[c] for c in self.targets}     # evaluations an actor holds at once
         self._precheck, self._precheck_cpus = precheck_path, precheck_num_cpus
         self._rescan_s = rescan_s
         self._sched = Scheduler(self.targets, timeout_s=timeout_s, retries=retries, precheck=precheck_path is not None,
@@ -79,11 +87,12 @@ class Dispatcher:
 
         wait_for_hardware(self.targets, wait_s)
         self._pool = EvaluatorPool(self.targets, evaluate_path, max_start_failures=retries,
-                                   start_timeout_s=start_timeout_s, slots=self._slots)
+                                   start_timeout_s=start_timeout_s, slots=self._slots,
+                                   verify_slots=verify)
         self._reconcile()
         if max_prechecks_in_flight is None:
             # as many as the CPUs left beside the actors that hold one, so that a check never waits in Ray's
-            # queue while its time limit runs; a GPU's evaluator also builds up to its verify slots' candidates at
+            # queue while its time limit runs; a GPU's evaluator also builds or verifies every evaluation it holds at
             # once (a build holds no device slot), each on a core of its host, so those cores are left to it
             held = sum(n * (self._slots[c] if hardware.is_cuda_class(c) else 1)
                        for c, n in self._pool.capacity().items() if actors.actor_options(c).get("num_cpus"))

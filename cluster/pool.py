@@ -97,9 +97,11 @@ class EvaluatorPool:
     """
 
     def __init__(self, targets: list[str], evaluate: actors.FunctionRef, max_start_failures: int = 2,
-                 start_timeout_s: float = 300.0, slots: dict[str, int] | None = None):
+                 start_timeout_s: float = 300.0, slots: dict[str, int] | None = None,
+                 verify_slots: dict[str, int] | None = None):
         self.targets = list(targets)
-        self._slots = dict(slots or {})
+        self._slots = dict(slots or {})              # evaluations an actor holds at once
+        self._verify = dict(verify_slots or {})      # of those, how many verify at once
         self._evaluate = evaluate
         self._max_start_failures, self._start_timeout_s = max_start_failures, start_timeout_s
         self.slots: dict[str, list[Slot]] = {c: [] for c in self.targets}
@@ -129,7 +131,8 @@ class EvaluatorPool:
         return gone
 
     def _spawn(self, cls: str, node_id: str) -> None:
-        handle = actors.spawn_evaluator(cls, self._evaluate, node_id=node_id, slots=self._slots.get(cls, 1))
+        handle = actors.spawn_evaluator(cls, self._evaluate, node_id=node_id, slots=self._slots.get(cls, 1),
+                                         verify_slots=self._verify.get(cls))
         used = {s.device_id for s in self.slots[cls] if s.node_id == node_id}
         index = next(i for i in range(len(used) + 1) if f"{cls}:{node_id[:8]}:{i}" not in used)
         slot = Slot(hw_class=cls, node_id=node_id, device_id=f"{cls}:{node_id[:8]}:{index}", handle=handle,

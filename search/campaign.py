@@ -169,6 +169,7 @@ class Campaign:
         if self.dispatcher_factory is not None:
             return self.dispatcher_factory(self.cfg)
         slots = {t.hardware: self.cfg.verify_slots(t.hardware) for t in self.cfg.targets}
+        ahead = {t.hardware: self.cfg.build_ahead(t.hardware) for t in self.cfg.targets}
         if self.local:
             from evaluators.hardware import detect_devices
             from evaluators.pipeline import evaluate, precheck
@@ -176,19 +177,20 @@ class Campaign:
             found = {d.hw_class for d in detect_devices()}
             # one device per class: the evaluator addresses a GPU by its kind ("cuda"), i.e. the first one
             return LocalDispatcher({t.hardware: int(t.hardware in found) for t in self.cfg.targets}, evaluate,
-                                   precheck, slots=slots,
+                                   precheck, slots=slots, build_ahead=ahead,
                                    timeout_s=self.cfg.verify.timeout_s * 4, retries=2,
                                    precheck_workers=default_cores())
         from cluster.dispatch import Dispatcher
         return Dispatcher([t.hardware for t in self.cfg.targets], "evaluators.pipeline:evaluate",
                           "evaluators.pipeline:precheck", timeout_s=self.cfg.verify.timeout_s * 4,
-                          retries=2, wait_s=max(t.wait_s for t in self.cfg.targets), verify_slots=slots)
+                          retries=2, wait_s=max(t.wait_s for t in self.cfg.targets), verify_slots=slots,
+                          build_ahead=ahead)
 
     def _ahead(self, dispatcher) -> dict[str, int]:
-        """How many evaluations to keep submitted per class: twice its slots, so that a freed slot never waits on
-        the proposers."""
+        """How many evaluations to keep submitted per class: twice what its devices hold, so that a freed slot never
+        waits on the proposers."""
         have = dispatcher.capacity()
-        return {t.hardware: 2 * max(1, have.get(t.hardware, 0)) * self.cfg.verify_slots(t.hardware)
+        return {t.hardware: 2 * max(1, have.get(t.hardware, 0)) * self.cfg.in_flight(t.hardware)
                 for t in self.cfg.targets}
 
     def _top_up(self, population: Population, dispatcher, feed: Feed, rng: random.Random) -> int:

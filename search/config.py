@@ -99,6 +99,10 @@ class TargetSpec:
     wait_s: float = dataclasses.field(default=0.0, metadata={"min": 0.0})
     # candidates verified at once on one device (timing stays exclusive); None: 1 on a CPU, 2 on a GPU
     verify_slots: int | None = dataclasses.field(default=None, metadata=_positive())
+    # evaluations one device's evaluator holds beyond its verify slots, building on the host's cores (a build holds
+    # no device slot) so that a freed verify slot finds a built candidate; None: as many as the verify slots on a
+    # GPU, none on a CPU (where the build and the verification share the same cores)
+    build_ahead: int | None = dataclasses.field(default=None, metadata={"min": 0})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +164,17 @@ class CampaignConfig:
             if t.hardware == hardware and t.verify_slots is not None:
                 return t.verify_slots
         return 1 if device_kind(hardware) == "cpu" else 2
+
+    def build_ahead(self, hardware: str) -> int:
+        """Evaluations per device of ``hardware`` held beyond its verify slots, building."""
+        for t in self.targets:
+            if t.hardware == hardware and t.build_ahead is not None:
+                return t.build_ahead
+        return 0 if device_kind(hardware) == "cpu" else self.verify_slots(hardware)
+
+    def in_flight(self, hardware: str) -> int:
+        """Evaluations one device of ``hardware`` holds at once: its verify slots and the builds ahead of them."""
+        return self.verify_slots(hardware) + self.build_ahead(hardware)
 
     def bench_request(self, problem_path: str, source: str, hardware: str, scale: str, cache_dir: str | Path, *,
                       rounds: int) -> EvalRequest:

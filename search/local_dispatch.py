@@ -1,7 +1,7 @@
 """The in-process adapter of the scheduler: evaluations run in threads of this process, no Ray.
 
 Used by tests and by ``kswarm run --local``. Each device is a set of ``slots`` concurrent verify slots sharing one
-timing slot (a lock handed to the evaluate function). A thread cannot be killed: an evaluation past its limit is
+timing slot (a lock handed to the evaluate function), and holds ``build_ahead`` evaluations more, building. A thread cannot be killed: an evaluation past its limit is
 delivered as ``timeout`` and its device gets a fresh lock and fresh threads, the old thread's answer is ignored.
 The real evaluator runs each candidate in its own sandboxed process with its own wall-clock limit, so such a thread
 ends by itself.
@@ -32,6 +32,7 @@ class LocalDispatcher:
 
     def __init__(self, devices: Mapping[str, int], evaluate: Callable[..., EvalResult],
                  precheck: Callable[[Any], EvalResult | None] | None = None, *, slots: int | Mapping[str, int] = 1,
+                 build_ahead: int | Mapping[str, int] = 0,
                  timeout_s: float = 1800.0, retries: int = 2, precheck_workers: int = 1,
                  precheck_timeout_s: float | None = None):
         missing = [c for c, n in devices.items() if n < 1]
@@ -48,7 +49,7 @@ class LocalDispatcher:
         self._answers: queue.Queue[tuple[int, str, Any]] = queue.Queue()
         self._locks: dict[str, DeviceSlot] = {}
         self._hw_of: dict[str, str] = {}
-        self._slots = slots
+        self._slots, self._ahead = slots, build_ahead
         self._closed = False
         for cls, n in devices.items():
             for i in range(n):
@@ -103,8 +104,9 @@ class LocalDispatcher:
 
     def _add(self, device: str, cls: str) -> None:
         slots = self._slots.get(cls, 1) if isinstance(self._slots, Mapping) else self._slots
-        self._sched.add_device(device, cls, slots)
-        self._locks[device] = DeviceSlot()
+        ahead = self._ahead.get(cls, 0) if isinstance(self._ahead, Mapping) else self._ahead
+        self._sched.add_device(device, cls, slots + ahead)      # the evaluations beyond the verify slots build
+        self._locks[device] = DeviceSlot(slots)
         self._hw_of[device] = cls
 
     def _replace_doomed(self) -> None:

@@ -49,10 +49,14 @@ class DeviceSlot:
     evaluator that only knows the timing slot still gets it; ``shared()`` is the hold for the overlapping phases.
     An exclusive request waits for the shared holders to leave and keeps new ones out meanwhile, so a stream of
     verifications cannot starve timing. Neither hold is re-entrant, and a shared holder must leave before it asks
-    for the exclusive hold."""
+    for the exclusive hold. ``shared_limit`` bounds the shared holders at once (the device's verify slots), so an
+    evaluator may hold more evaluations than that, the rest building; None: no bound."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared_limit: int | None = None) -> None:
+        if shared_limit is not None and shared_limit < 1:
+            raise ValueError(f"shared_limit must be at least 1, not {shared_limit}")
         self._cond = threading.Condition()
+        self._limit = shared_limit
         self._shared = 0
         self._exclusive = False
         self._waiting = 0           # exclusive requests waiting
@@ -83,7 +87,8 @@ class DeviceSlot:
     @contextlib.contextmanager
     def shared(self):
         with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._cond.wait_for(lambda: not self._exclusive and not self._waiting
+                                and (self._limit is None or self._shared < self._limit))
             self._shared += 1
         try:
             yield self

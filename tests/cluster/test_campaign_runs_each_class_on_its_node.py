@@ -47,8 +47,8 @@ def test_two_class_campaign_places_every_evaluation_on_its_classs_node(two_nodes
 
 
 def test_a_gpus_verify_slots_keep_their_build_cores_from_the_cheap_checks(two_nodes) -> None:
-    """A GPU's evaluator builds up to its verify slots' candidates at once, each on a core of its host: the cheap
-    checks get the CPUs left after those, not after the actor's one CPU only."""
+    """A GPU's evaluator builds or verifies every evaluation it holds (verify slots and builds ahead) at once, each
+    on a core of its host: the cheap checks get the CPUs left after those, not after the actor's one CPU only."""
     import ray
 
     from tests.cluster.conftest import RAY_TMP, STORE_BYTES
@@ -57,9 +57,9 @@ def test_a_gpus_verify_slots_keep_their_build_cores_from_the_cheap_checks(two_no
     try:
         total = int(ray.cluster_resources().get("CPU", 0))
         d = Dispatcher(["h200"], "tests.cluster._evals:scripted", precheck_path="tests.cluster._evals:scripted",
-                       verify_slots={"h200": 3}, rescan_s=0.5)
+                       verify_slots={"h200": 3}, build_ahead={"h200": 1}, rescan_s=0.5)
         try:
-            assert d._sched.max_prechecks == total - 3
+            assert d._sched.max_prechecks == total - 4     # three verifying and one building
         finally:
             d.shutdown()
     finally:

@@ -112,3 +112,36 @@ def test_memory_reservations_take_turns_past_the_capacity_and_a_large_one_still_
     with slot.reserve(500, capacity=100):
         assert slot.would_wait(1, 100)
     assert not slot.would_wait(100, 100)
+
+
+def test_a_shared_limit_keeps_the_holders_beyond_it_waiting_until_one_leaves():
+    slot = DeviceSlot(shared_limit=2)
+    leave = [threading.Event() for _ in range(3)]
+    inside = []
+
+    def verify(i):
+        with slot.shared():
+            inside.append(i)
+            leave[i].wait()
+
+    threads = [threading.Thread(target=verify, args=(i,)) for i in range(3)]
+    for th in threads:
+        th.start()
+    _wait_until(lambda: slot.holders() == (2, False))
+    time.sleep(0.05)
+    assert slot.holders() == (2, False) and len(inside) == 2      # the third builds on, outside the device
+    first = inside[0]
+    leave[first].set()
+    _wait_until(lambda: len(inside) == 3)                        # a freed verify slot lets the third in
+    assert slot.holders() == (2, False)
+    for e in leave:
+        e.set()
+    for th in threads:
+        th.join(5)
+    assert slot.holders() == (0, False)
+
+
+def test_a_shared_limit_below_one_is_refused():
+    import pytest
+    with pytest.raises(ValueError, match="at least 1"):
+        DeviceSlot(shared_limit=0)

@@ -136,3 +136,35 @@ def test_every_key_is_delivered_exactly_once_through_losses_timeouts_and_withdra
 def test_a_class_with_no_local_device_is_refused() -> None:
     with pytest.raises(NoDevice, match="no local device for hardware class h100"):
         LocalDispatcher({"cpu": 1, "h100": 0}, scripted)
+
+
+def test_a_device_holds_its_builds_ahead_beside_its_verify_slots() -> None:
+    """With one verify slot and two builds ahead, three evaluations are under way on one device at once, and only
+    one of them holds the device's shared (verify) slot at a time."""
+    import threading
+    lock = threading.Lock()
+    seen = {"running": 0, "most_running": 0, "verifying": 0, "most_verifying": 0}
+    three_in = threading.Barrier(3, timeout=20)
+
+    def evaluate(req, timing_slot):
+        with lock:
+            seen["running"] += 1
+            seen["most_running"] = max(seen["most_running"], seen["running"])
+        three_in.wait()                       # only passes if three evaluations run at once ("building")
+        with timing_slot.shared():
+            with lock:
+                seen["verifying"] += 1
+                seen["most_verifying"] = max(seen["most_verifying"], seen["verifying"])
+            threading.Event().wait(0.05)
+            with lock:
+                seen["verifying"] -= 1
+        with lock:
+            seen["running"] -= 1
+        return EvalResult(Status.ACCEPTED, "ok")
+
+    d = LocalDispatcher({"gpu": 1}, evaluate, slots=1, build_ahead=2)
+    for i in range(3):
+        d.submit(f"k{i}", request(f"# {i}\n"), "gpu")
+    got = {k: r for k, _, r in drain(d)}
+    assert {r.status for r in got.values()} == {Status.ACCEPTED}
+    assert seen["most_running"] == 3 and seen["most_verifying"] == 1
