@@ -326,8 +326,27 @@ def _collect(state, out, inputs, *, torch, inp, integrity, at_return=None):
 
 
 def _h_check(state, msg, *, torch, inp, timers, integrity):
-    return _run_checked(state, msg["seed"], msg.get("probe"), msg["poison_bytes"], msg["poison_value"],
-                        torch=torch, inp=inp, integrity=integrity, reuse=bool(msg.get("reuse")))
+    kind, reply = _run_checked(state, msg["seed"], msg.get("probe"), msg["poison_bytes"], msg["poison_value"],
+                               torch=torch, inp=inp, integrity=integrity, reuse=bool(msg.get("reuse")))
+    if not msg.get("stage") or kind != "outputs":
+        return kind, reply
+    # staged: the outputs (and inputs sent whole) copied to host memory now, while the parent holds the device,
+    # and sent when it asks with "collect", after it has let the device go: the slow part, the pipe, then holds
+    # no device slot
+    state["staged"] = (kind, {k: ([_to_host(t, torch) for t in v] if k in ("outputs", "inputs_after") else v)
+                              for k, v in reply.items()})
+    return "staged", None
+
+
+def _to_host(x, torch):
+    return x.detach().to("cpu") if isinstance(x, torch.Tensor) else x
+
+
+def _h_collect(state, msg, *, torch, inp, timers, integrity):
+    staged = state.pop("staged", None)
+    if staged is None:
+        raise RuntimeError("collect was asked for with no staged check before it")
+    return staged
 
 
 def _h_ping(state, msg, *, torch, inp, timers, integrity):
@@ -394,7 +413,7 @@ def _h_profile(state, msg, *, torch, inp, timers, integrity):
 
 
 _HANDLERS = {"ping": _h_ping, "init": _h_init, "check": _h_check, "prepare": _h_prepare, "go": _h_go, "fetch": _h_fetch,
-             "digest": _h_digest, "audit": _h_audit, "profile": _h_profile}
+             "collect": _h_collect, "digest": _h_digest, "audit": _h_audit, "profile": _h_profile}
 _HARNESS_MODULES = ("evaluators.timers", "evaluators.wire", "evaluators.inputs", "evaluators.integrity",
                     "evaluators.digest", "evaluators.child", "__main__")
 

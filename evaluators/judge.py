@@ -6,12 +6,15 @@ decided by the parent after each call returns, so a checked call looks exactly l
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import random
 import statistics
 import time
 import types
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -205,21 +208,31 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
         raise Rejected(mismatch_status, f"{where}: {c.reason}")
 
 
-def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random.Random, log_: CheckLog) -> None:
-    """Fresh-seed trials, then domain probes. Raises Rejected on the first failure."""
+def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random.Random, log_: CheckLog,
+                 hold: Callable[[], AbstractContextManager] | None = None) -> None:
+    """Fresh-seed trials, then domain probes. Raises Rejected on the first failure.
+
+    ``hold``, when given, is the device's shared hold (a verify slot), taken for each call's device work only: the
+    reference's and the candidate's call with the outputs' copy to host memory, then the comparison and the
+    digests. The outputs cross the pipe between the two holds, so a timing that waits for the device waits for one
+    call's device work, not for a whole verification of gigabytes."""
     max_bytes = 8 * (ref.out_bytes + ref.in_bytes) + (64 << 20)
     probes = [p for p in policy.probes if ref.info.probes is None or p in ref.info.probes]
     plan = [(None, f"trial {k + 1}") for k in range(policy.trials)] + [(p, f"probe {p}") for p in probes]
     for k, (probe, where) in enumerate(plan):
         seed = rng.randrange(1 << 31)
-        ref_inputs, ref_out = ref.run(seed, probe)
-        # every other call refills the previous call's input tensors: same addresses, new values
-        kind, reply = child.request("check", {"seed": seed, "probe": probe, "poison_bytes": 2 * ref.out_bytes,
-                                              "poison_value": POISON[k % len(POISON)], "reuse": k % 2 == 1},
-                                    max_bytes=max_bytes)
+        with hold() if hold is not None else contextlib.nullcontext():
+            ref_inputs, ref_out = ref.run(seed, probe)
+            # every other call refills the previous call's input tensors: same addresses, new values
+            kind, reply = child.request("check", {"seed": seed, "probe": probe, "poison_bytes": 2 * ref.out_bytes,
+                                                  "poison_value": POISON[k % len(POISON)], "reuse": k % 2 == 1,
+                                                  "stage": hold is not None}, max_bytes=max_bytes)
+        if kind == "staged":
+            kind, reply = child.request("collect", {}, max_bytes=max_bytes)
         status = Status.MISMATCH if probe is None else Status.DOMAIN_MISMATCH
         try:
-            judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, where, status, child)
+            with hold() if hold is not None else contextlib.nullcontext():
+                judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, where, status, child)
         except Rejected as r:
             if probe is not None:
                 log_.probe_verdicts.append((probe, r.reason))
@@ -260,6 +273,7 @@ class TimedSubject:
         self.samples: list[int] = []
         self.host: list[int] = []
         self.checks = 0
+        self.check_s = 0.0                   # wall seconds in the checks of timed calls (reference, fetch, compare)
         self._calls = 0
         self._last: int | None = None        # the seed of the last call while it is unchecked
 
@@ -295,10 +309,14 @@ class TimedSubject:
     def _check_last(self) -> None:
         seed, self._last = self._last, None
         self.checks += 1
-        ref_inputs, ref_out = self.ref.run(seed)
-        kind, reply = self.child.request("fetch", {})
-        judge_outputs(kind, reply, ref_inputs, ref_out, self.ref, self.policy, self.log,
-                      f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH, self.child)
+        t0 = time.monotonic()
+        try:
+            ref_inputs, ref_out = self.ref.run(seed)
+            kind, reply = self.child.request("fetch", {})
+            judge_outputs(kind, reply, ref_inputs, ref_out, self.ref, self.policy, self.log,
+                          f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH, self.child)
+        finally:
+            self.check_s += time.monotonic() - t0
 
     def finish(self) -> TimedRun:
         """Check the last call if its coin left it unchecked; the run so far."""

@@ -35,6 +35,7 @@ class PairedRun:
     calls_per_block: int
     faster: str                            # the baseline that was faster in most blocks
     reused: dict[str, bool] = dataclasses.field(default_factory=dict)   # baseline child kept from an earlier one
+    check_s: float = 0.0                   # wall seconds of the candidate's timed calls' checks
 
     def describe(self) -> dict[str, object]:
         return {"method": "paired blocks", "blocks": len(self.ratios), "calls_per_block": self.calls_per_block,
@@ -101,4 +102,4 @@ def paired_blocks(candidate: TimedSubject, baselines: dict[str, TimedSubject], t
     point, ci = paired_speedup(ratios)
     return PairedRun(ratios=tuple(ratios), speedup=point, speedup_ci=ci, candidate=run,
                      baselines={n: list(s.samples) for n, s in baselines.items()}, calls_per_block=calls,
-                     faster=max(wins, key=wins.get))
+                     faster=max(wins, key=wins.get), check_s=candidate.check_s)

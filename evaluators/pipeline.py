@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import torch
 
 from evaluators import __version__ as tool_version
-from evaluators import integrity, limits as lim, static_checks
+from evaluators import device_memory, integrity, limits as lim, static_checks
 from evaluators.baseline import BaselineRecord, baseline_dir, lookup, record_from_pairing
 from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit, build_reference,
                               host_clock_consistent, init_child, ping_overhead, timed_loop, timer_kind, verify_calls)
@@ -145,23 +145,15 @@ def _device_context_error(device: str) -> str | None:
     return None
 
 
-# An evaluation's device memory as a multiple of its reference's data (weights, one call's inputs and outputs):
-# here the reference, its inputs and outputs and a float64 copy where asked; in the candidate's child its copy of
-# them, the poison and its temporaries; in the baselines' children theirs. Plus each child's CUDA context.
-DEVICE_DATA_MULTIPLE = 8
-CHILD_CONTEXT_BYTES = 3 * (1 << 29)
-DEVICE_SHARE = 0.8           # of the device's memory, what the reservations may take together
-
-
-def _reservation(req: EvalRequest, ref: Reference, timing_slot: AbstractContextManager) -> AbstractContextManager:
+def _reservation(req: EvalRequest, timing_slot: AbstractContextManager) -> AbstractContextManager:
     """On a GPU shared by several evaluations (a slot with ``reserve``), a hold on the device memory this one
-    will need, so that evaluations whose data is large take turns instead of running each other out of memory.
-    Kept baseline children hold memory outside any reservation, so they are let go first when it must wait."""
+    will need, taken before its reference first runs on the device (``evaluators.device_memory`` sizes it), so
+    that evaluations whose data is large take turns instead of running each other, or this evaluator, out of
+    memory. Kept baseline children hold memory outside any reservation, so they are let go first when it waits."""
     if not req.device.startswith("cuda") or not hasattr(timing_slot, "reserve") or not torch.cuda.is_available():
         return contextlib.nullcontext()
-    weights = sum(v.numel() * v.element_size() for v in ref.state_dict.values())
-    need = DEVICE_DATA_MULTIPLE * (weights + ref.in_bytes + ref.out_bytes) + CHILD_CONTEXT_BYTES
-    capacity = int(DEVICE_SHARE * torch.cuda.get_device_properties(torch.device(req.device)).total_memory)
+    capacity = device_memory.capacity_bytes(req.device)
+    need = device_memory.need_bytes(device_memory.data_bytes(req.problem_path, req.scale, req.device), capacity)
     if timing_slot.would_wait(need, capacity):
         POOL.drop_built()
     return timing_slot.reserve(need, capacity)
@@ -204,6 +196,15 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
         flags, early = _static(req)
     if early is not None:
         return early
+    with contextlib.ExitStack() as held:
+        with stage("wait_memory"):
+            held.enter_context(_reservation(req, timing_slot))
+        return _evaluate_held(req, stage, timing_slot, flags)
+
+
+def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager,
+                   flags: tuple[str, ...]) -> EvalResult:
+    """The evaluation after its static checks, with its share of the device's memory held."""
     seed = req.verify.seed if req.verify.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
@@ -214,6 +215,9 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
             ref = build_reference(req.problem_path, req.scale, req.device, seed)
     except Rejected as r:
         return EvalResult(status=r.status, reason=r.reason, **base)
+    if req.device.startswith("cuda"):
+        device_memory.remember(req.problem_path, req.scale, req.device, sum(
+            v.numel() * v.element_size() for v in ref.state_dict.values()) + ref.in_bytes + ref.out_bytes)
     device_name = integrity.device_name(req.device)
     plan = _plan(req, ref, device_name, bdir)
     base["policy"] = {**base["policy"], **_applied(plan)}
@@ -222,8 +226,7 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     run = paired = record = None
     profiled: dict[str, Any] = {}
     try:
-        with _reservation(req, ref, timing_slot), contextlib.ExitStack() as slot, \
-                contextlib.ExitStack() as sharing:
+        with contextlib.ExitStack() as slot, contextlib.ExitStack() as sharing:
             with POOL.take(plan.candidate, cache_dir, "candidate") as child:
                 # the children needed next start while this one builds and is verified
                 if req.mode == "bench":
@@ -241,11 +244,13 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                         ready = init_child(child, "candidate", ref, candidate_path=cand_path, warmup=_build_calls(
                             req, timing_slot), digest_inputs=req.verify.digest_inputs)
                     with stage("verify"):
-                        if hasattr(timing_slot, "shared"):
-                            # verifications may overlap with each other on this device, never with timing
-                            sharing.enter_context(timing_slot.shared())
-                        verify_calls(child, ref, req.verify, rng, checks)
+                        # verifications may overlap with each other on this device, never with timing: each call's
+                        # device work holds a verify slot, the outputs' way through the pipe holds none
+                        verify_calls(child, ref, req.verify, rng, checks,
+                                     hold=getattr(timing_slot, "shared", None))
                         if req.mode == "verify":
+                            if hasattr(timing_slot, "shared"):
+                                sharing.enter_context(timing_slot.shared())
                             run = timed_loop(child, ref, req.verify, req.timing, rng, checks,
                                              n_calls=VERIFY_MODE_CALLS, flush=False)
                         sharing.close()
@@ -260,9 +265,12 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
                             subjects = _baseline_children(req, ref, plan, known, cache_dir, slot, _build_calls(
                                 req, timing_slot))
                         POOL.settle()       # no start-up of this evaluation's spares competes with a timed call
-                        slot.enter_context(timing_slot)
+                        with stage("wait_device"):      # for the device alone: other candidates' timing
+                            slot.enter_context(timing_slot)
                         record, paired = _time(req, ref, child, plan, known, subjects, bdir, rng, checks, stage)
                         # the device's own time in the timed calls (events on a GPU): a floor on its busy time
+                        # of the time stage, the checks of timed calls (reference, outputs through the pipe)
+                        stage.seconds["time_checks"] = round(paired.check_s, 4)
                         stage.seconds["timed_calls"] = round(
                             (sum(paired.candidate.samples_ns) + sum(sum(v) for v in paired.baselines.values()))
                             / 1e9, 4)

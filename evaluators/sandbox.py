@@ -180,8 +180,8 @@ class Child:
     def start(self) -> "Child":
         """Start the child process; it imports torch and brings its device up before any request arrives."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        c_read, p_write = os.pipe()
-        p_read, c_write = os.pipe()
+        c_read, p_write = wire.pipe()
+        p_read, c_write = wire.pipe()
         self._log = open(self.scratch / "child.log", "wb")
         builds = build_root(self.scratch, self.cache_dir, self.trusted)
         for name in BUILD_CACHES:

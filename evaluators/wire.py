@@ -86,6 +86,22 @@ def unpack(obj: Any, blobs: list[torch.Tensor], used: set[int] | None = None) ->
     return obj
 
 
+PIPE_BYTES = 1 << 20       # Linux's default pipe-max-size: 16 times fewer wake-ups per GB than the 64 KiB default
+
+
+def pipe() -> tuple[int, int]:
+    """``os.pipe()`` with its buffer raised to ``PIPE_BYTES`` where the kernel allows it: a checked call's outputs
+    (gigabytes at KernelBench's sizes) cross it in 16 times fewer reads and writes. Left at the default where the
+    kernel refuses (an unprivileged process above pipe-max-size) or has no such setting."""
+    r, w = os.pipe()
+    try:
+        import fcntl
+        fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (OSError, ImportError):
+        pass
+    return r, w
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:

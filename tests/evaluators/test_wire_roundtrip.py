@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 import torch
@@ -284,3 +285,19 @@ def test_any_malformed_frame_raises_wire_error_and_nothing_else(pipe, header, bl
     close_writer(pipe)
     with pytest.raises(wire.WireError):
         wire.recv(pipe["r"], deadline=time.monotonic() + 5)
+
+
+def test_the_sandbox_pipe_holds_a_megabyte_and_carries_a_large_tensor_whole() -> None:
+    import fcntl
+    r, w = wire.pipe()
+    try:
+        if int(Path("/proc/sys/fs/pipe-max-size").read_text()) >= wire.PIPE_BYTES:
+            assert fcntl.fcntl(w, getattr(fcntl, "F_GETPIPE_SZ", 1032)) == wire.PIPE_BYTES
+        sent = torch.arange(3 << 20, dtype=torch.float32)          # 12 MiB: many fills of the pipe
+        writer = threading.Thread(target=wire.send, args=(w, "out", [sent]))
+        writer.start()
+        kind, (got,) = wire.recv(r, deadline=time.monotonic() + 60)
+        writer.join(10)
+        assert kind == "out" and torch.equal(got, sent)
+    finally:
+        os.close(r), os.close(w)

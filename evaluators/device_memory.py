@@ -1,0 +1,85 @@
+"""How much of a shared GPU's memory an evaluation takes, known before its reference touches the device.
+
+Several evaluations share one GPU (verify slots and builds ahead). Each reserves its share of the device's memory
+before anything of it reaches the device, the reference's own first call included, so that evaluations whose data
+is large take turns instead of running each other (or the trusted evaluator) out of memory.
+
+The share follows the reference's data (weights, one call's inputs and outputs). Before the problem has run on
+this evaluator, the data is sized by building the model and its inputs on the meta device and running forward
+there (no memory, no compute); after its first real run, by what that run measured.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import torch
+
+from evaluators import inputs as inp
+from evaluators.problem import load_problem_module
+
+log = logging.getLogger(__name__)
+
+# An evaluation's device memory as a multiple of its reference's data (weights, one call's inputs and outputs):
+# here the reference, its inputs and outputs and a float64 copy where asked; in the candidate's child its copy of
+# them, the poison and its temporaries; in the baselines' children theirs. Plus each child's CUDA context.
+DEVICE_DATA_MULTIPLE = 8
+CHILD_CONTEXT_BYTES = 3 * (1 << 29)
+DEVICE_SHARE = 0.8           # of the device's memory, what the reservations may take together
+UNKNOWN_SHARE = 0.5          # of the reservations' capacity, for a problem whose data could not be sized
+
+_MEASURED: dict[tuple[str, str, str], int] = {}     # (problem file, scale, device) -> data bytes of a real run
+_LOCK = threading.Lock()
+
+
+def _key(problem_path: str, scale: str, device: str) -> tuple[str, str, str]:
+    return (str(problem_path), scale, device)
+
+
+def remember(problem_path: str, scale: str, device: str, data_bytes: int) -> None:
+    """What the reference's first real run on this evaluator measured: the size later evaluations reserve by."""
+    with _LOCK:
+        _MEASURED[_key(problem_path, scale, device)] = int(data_bytes)
+
+
+def on_meta(problem_path: str, scale: str) -> int | None:
+    """The reference's data bytes from a run on the meta device: weights, inputs and outputs; None when the problem
+    cannot run there (it moves tensors to a real device itself, or an op has no meta kernel)."""
+    try:
+        module, _ = load_problem_module(problem_path, scale)
+        with torch.device("meta"):
+            model = module.Model(*module.get_init_inputs())
+            ins = list(module.get_inputs())
+            out = model(*ins)
+        outs, bad = inp.flatten_outputs(out)
+        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values()) \
+            if isinstance(model, torch.nn.Module) else 0
+        if bad:
+            return None
+        return weights + inp.nbytes(ins) + inp.nbytes(outs)
+    except Exception as e:      # any failure only means the size is unknown: the reservation is then conservative
+        log.debug("sizing %s on the meta device failed: %s", problem_path, e)
+        return None
+
+
+def data_bytes(problem_path: str, scale: str, device: str) -> int | None:
+    """The reference's data bytes: measured by an earlier run here, else sized on the meta device, else None."""
+    with _LOCK:
+        known = _MEASURED.get(_key(problem_path, scale, device))
+    return known if known is not None else on_meta(problem_path, scale)
+
+
+def need_bytes(data: int | None, capacity: int) -> int:
+    """The reservation for an evaluation whose reference holds ``data`` bytes (None: unknown) out of ``capacity``."""
+    if data is None:
+        return int(UNKNOWN_SHARE * capacity)
+    return DEVICE_DATA_MULTIPLE * data + CHILD_CONTEXT_BYTES
+
+
+def capacity_bytes(device: str) -> int:
+    return int(DEVICE_SHARE * torch.cuda.get_device_properties(torch.device(device)).total_memory)
+
+
+def describe(data: Any) -> str:
+    return "unknown" if data is None else f"{data / (1 << 30):.2f} GiB"
