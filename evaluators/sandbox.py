@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,48 @@ def build_root(scratch: Path, cache_dir: Path, trusted: bool) -> Path:
     """The folder of a child's build caches: the baselines' shared one under the cache folder for a trusted child,
     else a private one in its scratch folder."""
     return Path(cache_dir) / TRUSTED_BUILDS if trusted else Path(scratch) / "builds"
+
+
+SEED_MAX_BYTES = 512 << 20     # the trusted caches are copied into a candidate's own only up to this size
+
+
+def seed_builds(builds: Path, cache_dir: Path) -> int:
+    """Copy the baselines' trusted build caches into a candidate's private ``builds`` folder: what the trusted
+    children compiled (Inductor's FX-graph and kernel caches, Triton's, extensions) is then a cache hit for a
+    candidate that compiles the same code, while nothing the candidate writes reaches anyone else (a copy, not a
+    link). Regular files only; nothing when the trusted caches hold more than ``SEED_MAX_BYTES``. Returns the bytes
+    copied."""
+    src = Path(cache_dir) / TRUSTED_BUILDS
+    if not src.is_dir():
+        return 0
+    files: list[tuple[Path, Path, int]] = []
+    total = 0
+    for name in BUILD_CACHES:
+        top = src / name
+        for root, dirs, names in os.walk(top, followlinks=False):
+            for n in names:
+                path = Path(root) / n
+                try:
+                    st = path.lstat()
+                except OSError:         # removed meanwhile by a trusted child's atomic rename
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                total += st.st_size
+                if total > SEED_MAX_BYTES:
+                    log.info("trusted build caches above %d MB: a candidate's own starts empty",
+                                SEED_MAX_BYTES >> 20)
+                    return 0
+                files.append((path, Path(builds) / name / path.relative_to(top), st.st_size))
+    copied = 0
+    for path, dest, size in files:
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest, follow_symlinks=False)
+            copied += size
+        except OSError:
+            continue
+    return copied
 
 
 def scrubbed_env(scratch: Path, builds: Path) -> dict[str, str]:
@@ -186,6 +229,8 @@ class Child:
         builds = build_root(self.scratch, self.cache_dir, self.trusted)
         for name in BUILD_CACHES:
             (builds / name).mkdir(parents=True, exist_ok=True)
+        if not self.trusted:
+            seed_builds(builds, self.cache_dir)
         writable = writable_paths(self.scratch, builds, trusted=self.trusted, device=self.limits.device,
                                   extra=self.limits.extra_writable)
         child_limits = {"max_file_mb": self.limits.max_file_mb, "isolate_network": self.limits.isolate_network,

@@ -149,3 +149,32 @@ def test_baseline_children_share_the_trusted_cache_and_candidates_get_their_own(
             assert Path(c_env[var]).is_dir()
         scratch = c.scratch
     assert not scratch.exists()
+
+
+def test_a_candidate_starts_with_a_private_copy_of_the_trusted_caches(tmp_path):
+    """What the baselines compiled is a cache hit for a candidate: its own caches start as a copy of the trusted
+    ones (regular files only), and what it writes into its copy never reaches the trusted caches."""
+    kernel = tmp_path / TRUSTED_BUILDS / "inductor" / "fxgraph" / "ab" / "entry"
+    kernel.parent.mkdir(parents=True)
+    kernel.write_bytes(b"compiled by a baseline")
+    (tmp_path / TRUSTED_BUILDS / "inductor" / "link").symlink_to("/etc/passwd")
+    with Child(SandboxLimits(timeout_s=120.0), tmp_path, label="candidate") as c:
+        own = Path(child_env(c)[BUILD_CACHES["inductor"]])
+        copy = own / "fxgraph" / "ab" / "entry"
+        assert copy.read_bytes() == b"compiled by a baseline"
+        assert not (own / "link").exists() and not (own / "link").is_symlink()
+        copy.write_bytes(b"planted")
+        assert kernel.read_bytes() == b"compiled by a baseline"
+        assert os.stat(copy).st_ino != os.stat(kernel).st_ino
+
+
+def test_trusted_caches_above_the_limit_are_not_copied(tmp_path, monkeypatch):
+    from evaluators import sandbox
+    big = tmp_path / TRUSTED_BUILDS / "triton" / "k"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(b"x" * 4096)
+    monkeypatch.setattr(sandbox, "SEED_MAX_BYTES", 1024)
+    assert sandbox.seed_builds(tmp_path / "own", tmp_path) == 0 and not (tmp_path / "own").exists()
+    monkeypatch.setattr(sandbox, "SEED_MAX_BYTES", 1 << 20)
+    assert sandbox.seed_builds(tmp_path / "own", tmp_path) == 4096
+    assert (tmp_path / "own" / "triton" / "k").read_bytes() == big.read_bytes()
