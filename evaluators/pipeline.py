@@ -199,7 +199,42 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     with contextlib.ExitStack() as held:
         with stage("wait_memory"):
             held.enter_context(_reservation(req, timing_slot))
+        result = _held_or_out_of_memory(req, stage, timing_slot, flags)
+    if not (_out_of_memory(result) and _shares_device_memory(req, timing_slot)):
+        return result
+    # out of memory while other evaluations shared the device: that verdict is the sharing's, not the candidate's.
+    # The evaluation runs again with the device's memory to itself (kept baselines let go), and that verdict stands.
+    log.info("out of device memory while the device was shared (%s); evaluating again alone", result.reason[:200])
+    POOL.drop_built()
+    capacity = device_memory.capacity_bytes(req.device)
+    with contextlib.ExitStack() as held:
+        with stage("wait_memory"):
+            held.enter_context(timing_slot.reserve(capacity, capacity))
+        again = _held_or_out_of_memory(req, stage, timing_slot, flags)
+    return dataclasses.replace(again, provenance={**again.provenance, "evaluated_alone_after": result.reason[:300]})
+
+
+def _shares_device_memory(req: EvalRequest, timing_slot: AbstractContextManager) -> bool:
+    return req.device.startswith("cuda") and hasattr(timing_slot, "reserve") and torch.cuda.is_available()
+
+
+def _out_of_memory(result: EvalResult) -> bool:
+    """A verdict that device memory ran out (in the candidate's child, a baseline's or this evaluator)."""
+    reason = result.reason.lower()
+    return result.status in (Status.RUNTIME_ERROR, Status.CRASHED, Status.BASELINE_ERROR, Status.COMPILE_ERROR) \
+        and any(s in reason for s in ("cuda out of memory", "cuda error: out of memory", "out of device memory"))
+
+
+def _held_or_out_of_memory(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager,
+                           flags: tuple[str, ...]) -> EvalResult:
+    """``_evaluate_held``, with this evaluator's own running out of device memory (its reference's calls) made a
+    verdict like the children's, so that the caller can tell it from a fault of the evaluator."""
+    try:
         return _evaluate_held(req, stage, timing_slot, flags)
+    except torch.OutOfMemoryError as e:
+        torch.cuda.empty_cache()
+        return EvalResult(status=Status.RUNTIME_ERROR, device=req.device, reason="the evaluator ran out of device "
+                          f"memory running the reference: {str(e).splitlines()[0][:300]}")
 
 
 def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager,

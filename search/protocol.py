@@ -61,16 +61,25 @@ class DeviceSlot:
         self._exclusive = False
         self._waiting = 0           # exclusive requests waiting
         self._reserved = 0          # device memory the evaluations under way reserved, bytes
+        self._alone_waiting = 0     # reservations of the whole capacity waiting: they keep new ones out
 
     @contextlib.contextmanager
     def reserve(self, nbytes: int, capacity: int):
         """Hold ``nbytes`` of the device's memory for the evaluation inside; waits while the reservations under way
         and this one would pass ``capacity``. One evaluation alone always goes ahead, however large (its own limits
         then decide), so nothing waits forever. Evaluations share a device's memory through this, so that one
-        whose data alone is large does not run the others out of memory."""
+        whose data alone is large does not run the others out of memory. A reservation of the whole ``capacity``
+        (an evaluation that must have the device's memory to itself) keeps new reservations out while it waits, so a
+        stream of smaller ones cannot starve it."""
         nbytes = max(0, int(nbytes))
+        alone = nbytes >= capacity
         with self._cond:
-            self._cond.wait_for(lambda: self._reserved == 0 or self._reserved + nbytes <= capacity)
+            self._alone_waiting += alone
+            try:
+                self._cond.wait_for(lambda: (self._reserved == 0 or self._reserved + nbytes <= capacity)
+                                    and (alone or not self._alone_waiting))
+            finally:
+                self._alone_waiting -= alone
             self._reserved += nbytes
         try:
             yield self
@@ -82,7 +91,8 @@ class DeviceSlot:
     def would_wait(self, nbytes: int, capacity: int) -> bool:
         """Whether ``reserve(nbytes, capacity)`` would wait now."""
         with self._cond:
-            return self._reserved > 0 and self._reserved + nbytes > capacity
+            return (self._reserved > 0 and self._reserved + nbytes > capacity) or (
+                nbytes < capacity and self._alone_waiting > 0)
 
     @contextlib.contextmanager
     def shared(self):

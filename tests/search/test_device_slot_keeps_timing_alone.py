@@ -145,3 +145,35 @@ def test_a_shared_limit_below_one_is_refused():
     import pytest
     with pytest.raises(ValueError, match="at least 1"):
         DeviceSlot(shared_limit=0)
+
+
+def test_a_reservation_of_the_whole_memory_is_not_starved_by_smaller_ones():
+    """An evaluation that must have the device's memory to itself waits for the reservations under way to end,
+    and keeps new ones out meanwhile."""
+    slot = DeviceSlot()
+    first = slot.reserve(40, 100)
+    first.__enter__()
+    order = []
+    alone_in = threading.Event()
+
+    def alone():
+        with slot.reserve(100, 100):
+            order.append("alone")
+            alone_in.set()
+            time.sleep(0.05)
+
+    def small():
+        with slot.reserve(10, 100):
+            order.append("small")
+
+    a = threading.Thread(target=alone)
+    a.start()
+    _wait_until(lambda: slot.would_wait(10, 100))            # the whole-memory request is waiting
+    s = threading.Thread(target=small)
+    s.start()
+    time.sleep(0.05)
+    assert order == []                                        # 10 more would fit, but the small one waits too
+    first.__exit__(None, None, None)
+    assert alone_in.wait(5)
+    a.join(5), s.join(5)
+    assert order == ["alone", "small"]
