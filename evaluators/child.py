@@ -378,8 +378,21 @@ def _h_go(state, msg, *, torch, inp, timers, integrity):
 
 
 def _h_fetch(state, msg, *, torch, inp, timers, integrity):
-    return _collect(state, state["timed_out"], state["timed_inputs"], torch=torch, inp=inp, integrity=integrity,
-                    at_return=state.get("timed_snapshot"))
+    kind, reply = _collect(state, state["timed_out"], state["timed_inputs"], torch=torch, inp=inp,
+                           integrity=integrity, at_return=state.get("timed_snapshot"))
+    sample = msg.get("sample")
+    if sample is None or kind != "outputs":
+        return kind, reply
+    # the parent's elements of each output as it was when the timer stopped, and the shapes of the whole
+    outs = reply["outputs"]
+    shapes = [list(t.shape) for t in outs]
+    if not isinstance(sample, list) or len(sample) != len(outs) or any(
+            idx is not None and idx.numel() and int(idx.max()) >= t.numel() for t, idx in zip(outs, sample)):
+        return kind, {**reply, "outputs": [], "shapes": shapes}     # the shapes then tell the parent what is wrong
+    reply = {**reply, "shapes": shapes,
+             "outputs": [t if idx is None or t.numel() == 0 else t.reshape(-1)[idx.to(t.device)]
+                         for t, idx in zip(outs, sample)]}
+    return kind, reply
 
 
 def _h_digest(state, msg, *, torch, inp, timers, integrity):

@@ -170,15 +170,39 @@ def _input_digests(child: Child | None, ref_inputs: list[Any], after: Any, where
     return (reply.get("digests") if kind == "digests" and isinstance(reply, dict) else None), own
 
 
+SAMPLED_CHECK_MIN_BYTES = 64 << 20      # a checked timed call's outputs above this are compared on a sample
+
+
+def _gathered(outs: list[torch.Tensor], sample: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """Each output's elements at its flat indices (the whole output where the index is None)."""
+    return [t if idx is None or t.numel() == 0 else t.reshape(-1)[idx.to(t.device)] for t, idx in zip(outs, sample)]
+
+
+def sample_indices(outs: list[torch.Tensor], rng: random.Random, n: int) -> list[torch.Tensor | None]:
+    """``n`` flat element indices per output with more than ``n`` elements, drawn from ``rng`` (None: whole)."""
+    g = torch.Generator().manual_seed(rng.randrange(1 << 62))
+    return [torch.randint(0, t.numel(), (n,), generator=g) if t.numel() > n else None for t in outs]
+
+
 def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: list[torch.Tensor],
                   ref: Reference, policy: VerifyPolicy, log_: CheckLog, where: str,
-                  mismatch_status: Status, child: Child | None = None) -> None:
+                  mismatch_status: Status, child: Child | None = None,
+                  sample: list[torch.Tensor | None] | None = None) -> None:
     """Raise Rejected unless the child's outputs for this call are acceptable. ``child`` answers for the inputs it
-    sent back as digests (all above ``digest.DIGEST_MIN_BYTES``)."""
+    sent back as digests (all above ``digest.DIGEST_MIN_BYTES``). With ``sample`` (flat element indices per output,
+    None for an output sent whole), the child sent those elements of each output and the shapes of the whole: the
+    shapes must be the reference's, and the elements are compared with the reference's same elements."""
     if reply_kind == "error":
         raise _rejection(reply, f"{where}: {reply.get('message', 'failed')}")
     if reply.get("bad"):
         raise Rejected(Status.BAD_OUTPUT, f"{where}: {reply['bad']}")
+    full_out = ref_out
+    if sample is not None:
+        shapes = reply.get("shapes")
+        want = [list(t.shape) for t in ref_out]
+        if shapes != want:
+            raise Rejected(Status.BAD_OUTPUT, f"{where}: output shapes {shapes}, expected {want}")
+        ref_out = _gathered(ref_out, sample)
     if reply.get("alias"):
         raise Rejected(Status.OUTPUT_ALIASES_INPUT, f"{where}: {reply['alias']}; return a new tensor")
     theirs, own = _input_digests(child, ref_inputs, reply["inputs_after"], where)
@@ -188,7 +212,10 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
     c = compare(reply["outputs"], ref_out, reply["devices"], ref.device, policy, ref.info.tolerance)
     if not c.ok:
         # before calling it wrong, allow for the float32 rounding the reference itself makes on these inputs
-        budget = ref.error_budget(ref_inputs, ref_out)
+        budget = ref.error_budget(ref_inputs, full_out)
+        if budget is not None and sample is not None:
+            budget = [None if b is None else g for b, g in zip(budget, _gathered(
+                [torch.zeros(0) if b is None else b for b in budget], sample))]
         if budget is not None:
             c = compare(reply["outputs"], ref_out, reply["devices"], ref.device, policy, ref.info.tolerance,
                         budget=budget)
@@ -312,9 +339,17 @@ class TimedSubject:
         t0 = time.monotonic()
         try:
             ref_inputs, ref_out = self.ref.run(seed)
-            kind, reply = self.child.request("fetch", {})
+            # on outputs of more than SAMPLED_CHECK_MIN_BYTES, elements drawn now, after the call: the outputs of
+            # gigabytes then do not cross the pipe inside the timing slot, and the child cannot know which count
+            n = self.policy.timed_check_elements
+            sample = sample_indices(ref_out, self.rng, n) if n > 0 and inp.nbytes(ref_out) > \
+                SAMPLED_CHECK_MIN_BYTES else None
+            if sample is not None and all(i is None for i in sample):
+                sample = None
+            kind, reply = self.child.request("fetch", {} if sample is None else {"sample": sample})
             judge_outputs(kind, reply, ref_inputs, ref_out, self.ref, self.policy, self.log,
-                          f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH, self.child)
+                          f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH, self.child,
+                          sample=sample)
         finally:
             self.check_s += time.monotonic() - t0
 

@@ -21,6 +21,9 @@ class VerifyPolicy:
     atol_half: float = 1e-2              # bf16 and fp16
     rtol_half: float = 1e-2
     timed_checks: int = 3                # randomly chosen timed calls whose outputs are checked too
+    # a checked timed call whose outputs hold more than 64 MiB is compared on this many elements of each output,
+    # drawn after the call (the trials and probes compare every element); 0 compares every element
+    timed_check_elements: int = 1 << 20
     static: Literal["reject", "warn"] = "reject"
     # the most wall clock a child may take for its build and checks, and again for its timing; below this ceiling
     # the limit follows the problem: start-up, the backend's compile allowance and the reference's own call time
