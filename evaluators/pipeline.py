@@ -303,9 +303,9 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
                         with stage("wait_device"):      # for the device alone: other candidates' timing
                             slot.enter_context(timing_slot)
                         record, paired = _time(req, ref, child, plan, known, subjects, bdir, rng, checks, stage)
-                        # the device's own time in the timed calls (events on a GPU): a floor on its busy time
                         # of the time stage, the checks of timed calls (reference, outputs through the pipe)
                         stage.seconds["time_checks"] = round(paired.check_s, 4)
+                        # the device's own time in the timed calls (events on a GPU): a floor on its busy time
                         stage.seconds["timed_calls"] = round(
                             (sum(paired.candidate.samples_ns) + sum(sum(v) for v in paired.baselines.values()))
                             / 1e9, 4)
