@@ -3,16 +3,25 @@ candidate's: the evaluation runs again with the device's memory to itself, and t
 driven here with the evaluation's body replaced (no GPU on this machine); the H200 campaign exercises it for real."""
 from __future__ import annotations
 
-
 import pytest
 
 from evaluators import device_memory, pipeline
 from evaluators.policy import EvalRequest
 from evaluators.result import EvalResult, Status
+from evaluators.warm import POOL
 from search.protocol import DeviceSlot
 
 CAPACITY = 1 << 40
 OOM = "trial 3: OutOfMemoryError: CUDA out of memory. Tried to allocate 4.00 GiB."
+
+
+@pytest.fixture(autouse=True)
+def no_spares_left():
+    """An evaluation given a device slot keeps warm children for the next one (``POOL.retain``); that must not
+    outlive these tests, or later tests' evaluations would take spares made for other limits."""
+    yield
+    POOL.retain(False)
+    POOL.close()
 
 
 @pytest.fixture
