@@ -41,6 +41,11 @@ def poisons_device(result: EvalResult) -> bool:
     return poisoned(result)
 
 
+def _per_class(value: int | Mapping[str, int], classes: list[str], default: int) -> dict[str, int]:
+    """A setting given as one int for every class, or per class (``default`` where a class is missing)."""
+    return {c: int(value.get(c, default) if isinstance(value, Mapping) else value) for c in classes}
+
+
 class Dispatcher:
     """Sends each request to an evaluator of its hardware class and hands back results in completion order.
 
@@ -68,9 +73,7 @@ class Dispatcher:
             actors.resolve(precheck_path)
         self.targets = list(dict.fromkeys(targets))
         slots = max_in_flight_per_actor if verify_slots is None else verify_slots
-        verify = {c: int(slots.get(c, 1) if isinstance(slots, Mapping) else slots) for c in self.targets}
-        ahead = {c: int((build_ahead or {}).get(c, 0) if isinstance(build_ahead, Mapping) or build_ahead is None
-                        else build_ahead) for c in self.targets}
+        verify, ahead = _per_class(slots, self.targets, 1), _per_class(build_ahead or 0, self.targets, 0)
         if min(verify.values()) < 1 or min(ahead.values()) < 0:
             raise ValueError(f"verify_slots must be at least 1 and build_ahead at least 0, not {verify} and {ahead}")
         self._slots = {c: verify[c] + ahead[c] for c in self.targets}     # evaluations an actor holds at once

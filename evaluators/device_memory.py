@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import torch
 
@@ -53,8 +52,7 @@ def on_meta(problem_path: str, scale: str) -> int | None:
             ins = list(module.get_inputs())
             out = model(*ins)
         outs, bad = inp.flatten_outputs(out)
-        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values()) \
-            if isinstance(model, torch.nn.Module) else 0
+        weights = inp.nbytes(list(model.state_dict().values())) if isinstance(model, torch.nn.Module) else 0
         if bad:
             return None
         return weights + inp.nbytes(ins) + inp.nbytes(outs)
@@ -80,6 +78,3 @@ def need_bytes(data: int | None, capacity: int) -> int:
 def capacity_bytes(device: str) -> int:
     return int(DEVICE_SHARE * torch.cuda.get_device_properties(torch.device(device)).total_memory)
 
-
-def describe(data: Any) -> str:
-    return "unknown" if data is None else f"{data / (1 << 30):.2f} GiB"

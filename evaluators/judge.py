@@ -178,8 +178,11 @@ def _gathered(outs: list[torch.Tensor], sample: list[torch.Tensor | None]) -> li
     return [t if idx is None or t.numel() == 0 else t.reshape(-1)[idx.to(t.device)] for t, idx in zip(outs, sample)]
 
 
-def sample_indices(outs: list[torch.Tensor], rng: random.Random, n: int) -> list[torch.Tensor | None]:
-    """``n`` flat element indices per output with more than ``n`` elements, drawn from ``rng`` (None: whole)."""
+def sample_indices(outs: list[torch.Tensor], rng: random.Random, n: int) -> list[torch.Tensor | None] | None:
+    """``n`` flat element indices per output with more than ``n`` elements, drawn from ``rng`` (None for an output
+    compared whole); None when no output has more."""
+    if all(t.numel() <= n for t in outs):
+        return None
     g = torch.Generator().manual_seed(rng.randrange(1 << 62))
     return [torch.randint(0, t.numel(), (n,), generator=g) if t.numel() > n else None for t in outs]
 
@@ -214,8 +217,7 @@ def judge_outputs(reply_kind: str, reply: Any, ref_inputs: list[Any], ref_out: l
         # before calling it wrong, allow for the float32 rounding the reference itself makes on these inputs
         budget = ref.error_budget(ref_inputs, full_out)
         if budget is not None and sample is not None:
-            budget = [None if b is None else g for b, g in zip(budget, _gathered(
-                [torch.zeros(0) if b is None else b for b in budget], sample))]
+            budget = [None if b is None else _gathered([b], [idx])[0] for b, idx in zip(budget, sample)]
         if budget is not None:
             c = compare(reply["outputs"], ref_out, reply["devices"], ref.device, policy, ref.info.tolerance,
                         budget=budget)
@@ -344,8 +346,6 @@ class TimedSubject:
             n = self.policy.timed_check_elements
             sample = sample_indices(ref_out, self.rng, n) if n > 0 and inp.nbytes(ref_out) > \
                 SAMPLED_CHECK_MIN_BYTES else None
-            if sample is not None and all(i is None for i in sample):
-                sample = None
             kind, reply = self.child.request("fetch", {} if sample is None else {"sample": sample})
             judge_outputs(kind, reply, ref_inputs, ref_out, self.ref, self.policy, self.log,
                           f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH, self.child,

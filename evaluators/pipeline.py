@@ -28,6 +28,7 @@ import torch
 
 from evaluators import __version__ as tool_version
 from evaluators import device_memory, integrity, limits as lim, static_checks
+from evaluators import inputs as inp
 from evaluators.baseline import BaselineRecord, baseline_dir, lookup, record_from_pairing
 from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit, build_reference,
                               host_clock_consistent, init_child, ping_overhead, timed_loop, timer_kind, verify_calls)
@@ -150,7 +151,7 @@ def _reservation(req: EvalRequest, timing_slot: AbstractContextManager) -> Abstr
     will need, taken before its reference first runs on the device (``evaluators.device_memory`` sizes it), so
     that evaluations whose data is large take turns instead of running each other, or this evaluator, out of
     memory. Kept baseline children hold memory outside any reservation, so they are let go first when it waits."""
-    if not req.device.startswith("cuda") or not hasattr(timing_slot, "reserve") or not torch.cuda.is_available():
+    if not _shares_device_memory(req, timing_slot):
         return contextlib.nullcontext()
     capacity = device_memory.capacity_bytes(req.device)
     need = device_memory.need_bytes(device_memory.data_bytes(req.problem_path, req.scale, req.device), capacity)
@@ -215,6 +216,7 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
 
 
 def _shares_device_memory(req: EvalRequest, timing_slot: AbstractContextManager) -> bool:
+    """Whether the evaluation runs on a GPU whose memory other evaluations share through ``timing_slot``."""
     return req.device.startswith("cuda") and hasattr(timing_slot, "reserve") and torch.cuda.is_available()
 
 
@@ -251,8 +253,8 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
     except Rejected as r:
         return EvalResult(status=r.status, reason=r.reason, **base)
     if req.device.startswith("cuda"):
-        device_memory.remember(req.problem_path, req.scale, req.device, sum(
-            v.numel() * v.element_size() for v in ref.state_dict.values()) + ref.in_bytes + ref.out_bytes)
+        device_memory.remember(req.problem_path, req.scale, req.device,
+                               inp.nbytes(list(ref.state_dict.values())) + ref.in_bytes + ref.out_bytes)
     device_name = integrity.device_name(req.device)
     plan = _plan(req, ref, device_name, bdir)
     base["policy"] = {**base["policy"], **_applied(plan)}

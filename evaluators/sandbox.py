@@ -100,7 +100,7 @@ def seed_builds(builds: Path, cache_dir: Path) -> int:
     total = 0
     for name in BUILD_CACHES:
         top = src / name
-        for root, dirs, names in os.walk(top, followlinks=False):
+        for root, _, names in os.walk(top, followlinks=False):
             for n in names:
                 path = Path(root) / n
                 try:
@@ -111,8 +111,7 @@ def seed_builds(builds: Path, cache_dir: Path) -> int:
                     continue
                 total += st.st_size
                 if total > SEED_MAX_BYTES:
-                    log.info("trusted build caches above %d MB: a candidate's own starts empty",
-                                SEED_MAX_BYTES >> 20)
+                    log.info("trusted build caches above %d MB: a candidate's own starts empty", SEED_MAX_BYTES >> 20)
                     return 0
                 files.append((path, Path(builds) / name / path.relative_to(top), st.st_size))
     copied = 0

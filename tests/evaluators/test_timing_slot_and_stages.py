@@ -182,22 +182,27 @@ class Asking(Recorded):
             yield
 
 
+def _evaluate_until(request, slot: Recorded, event: str, got: list):
+    """``evaluate(request)`` started on a thread, returned once ``event`` is among the slot's events (or the
+    evaluation ended, or 300 s passed); its result is appended to ``got``."""
+    import threading
+
+    worker = threading.Thread(target=lambda: got.append(evaluate(request, timing_slot=slot)))
+    worker.start()
+    deadline = time.monotonic() + 300
+    while event not in slot.events and worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return worker
+
+
 def test_a_build_holds_nothing_so_it_overlaps_another_candidates_timing(tmp_path, kswarm_cache_dir):
     """While another candidate holds the device alone (timing), this candidate is built and comes to ask for the
     shared hold for its verification: the build waited for nothing. Its verification waits for the timing."""
-    import threading
-    import time
-
     slot = Asking()
     slot.inner.__enter__()                   # another candidate's timing
     got: list = []
-    worker = threading.Thread(target=lambda: got.append(evaluate(_req(tmp_path, kswarm_cache_dir, HONEST),
-                                                                 timing_slot=slot)))
-    worker.start()
     try:
-        deadline = time.monotonic() + 300
-        while "asked shared" not in slot.events and worker.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        worker = _evaluate_until(_req(tmp_path, kswarm_cache_dir, HONEST), slot, "asked shared", got)
         assert slot.events == ["asked shared"], "the build did not finish while the device was held alone"
     finally:
         slot.inner.__exit__(None, None, None)
@@ -211,17 +216,10 @@ def test_a_build_holds_nothing_so_it_overlaps_another_candidates_timing(tmp_path
 def test_a_timing_waits_for_one_verification_call_not_for_the_whole_verification(tmp_path, kswarm_cache_dir):
     """Another candidate asks for the device alone while this one verifies: it gets the device as soon as the call
     under way has left its shared hold, and this verification goes on after it."""
-    import threading
-
     slot = Recorded()
     got: list = []
-    worker = threading.Thread(target=lambda: got.append(evaluate(_req(tmp_path, kswarm_cache_dir, HONEST),
-                                                                 timing_slot=slot)))
-    worker.start()
+    worker = _evaluate_until(_req(tmp_path, kswarm_cache_dir, HONEST), slot, "shared", got)
     try:
-        deadline = time.monotonic() + 300
-        while "shared" not in slot.events and worker.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
         with slot.inner:                       # the other candidate's timing
             slot.events.append("other timing")
             time.sleep(0.2)
