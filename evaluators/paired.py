@@ -9,6 +9,7 @@ ratios' interval meets the CI target, ``max_blocks`` or twice the time cap.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import statistics
 
@@ -36,11 +37,45 @@ class PairedRun:
     faster: str                            # the baseline that was faster in most blocks
     reused: dict[str, bool] = dataclasses.field(default_factory=dict)   # baseline child kept from an earlier one
     check_s: float = 0.0                   # wall seconds of the candidate's timed calls' checks
+    process_speedups: tuple[float, ...] = ()   # with several pairs of processes, each pair's median ratio
 
     def describe(self) -> dict[str, object]:
         return {"method": "paired blocks", "blocks": len(self.ratios), "calls_per_block": self.calls_per_block,
                 "block_ratios": [round(r, 4) for r in self.ratios], "faster_baseline": self.faster,
-                "subjects": ["candidate", *self.baselines], "baseline_child_reused": dict(self.reused)}
+                "subjects": ["candidate", *self.baselines], "baseline_child_reused": dict(self.reused),
+                "processes": max(1, len(self.process_speedups)),
+                "process_speedups": [round(r, 4) for r in self.process_speedups]}
+
+
+def per_process(timing: TimingPolicy) -> TimingPolicy:
+    """One pair of processes' share of a timing spread over ``timing.processes`` pairs: its share of the time cap
+    and of the blocks (at least 2 each)."""
+    n = max(1, timing.processes)
+    if n == 1:
+        return timing
+    return dataclasses.replace(timing, time_cap_s=timing.time_cap_s / n, min_blocks=max(2, -(-timing.min_blocks // n)),
+                               max_blocks=max(2, -(-timing.max_blocks // n)))
+
+
+def pooled(runs: list[PairedRun]) -> PairedRun:
+    """Paired runs from several pairs of fresh processes as one: the speedup is the median of all their blocks'
+    ratios; its interval is the blocks' order-statistic interval widened to hold every pair's own median, so that
+    what differs from one process to the next (where memory landed, which core, the allocator's state) widens the
+    interval instead of moving the point from one run to the next unseen."""
+    if len(runs) == 1:
+        return runs[0]
+    ratios = [r for run in runs for r in run.ratios]
+    point, (lo, hi) = paired_speedup(ratios)
+    medians = tuple(statistics.median(run.ratios) for run in runs)
+    names = list(runs[0].baselines)
+    baselines = {n: [ns for run in runs for ns in run.baselines.get(n, [])] for n in names}
+    wins = collections.Counter(run.faster for run in runs)
+    candidate = TimedRun([ns for run in runs for ns in run.candidate.samples_ns],
+                         [ns for run in runs for ns in run.candidate.host_ns], sum(run.candidate.checks for run in runs))
+    return PairedRun(ratios=tuple(ratios), speedup=point, speedup_ci=(min(lo, *medians), max(hi, *medians)),
+                     candidate=candidate, baselines=baselines, calls_per_block=runs[0].calls_per_block,
+                     faster=wins.most_common(1)[0][0], reused=runs[0].reused,
+                     check_s=sum(run.check_s for run in runs), process_speedups=medians)
 
 
 def calls_per_block(timing: TimingPolicy, call_ms: float) -> int:

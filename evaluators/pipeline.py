@@ -33,8 +33,8 @@ from evaluators.baseline import BaselineRecord, baseline_dir, lookup, record_fro
 from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit, build_reference,
                               host_clock_consistent, init_child, ping_overhead, timed_loop, timer_kind, verify_calls)
 from evaluators.machines import cpu_model_name, nvidia_driver_version
-from evaluators.paired import PairedRun, paired_blocks
-from evaluators.policy import EvalRequest, VerifyPolicy
+from evaluators.paired import PairedRun, paired_blocks, per_process, pooled
+from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
 from evaluators.profiling import profile_in_child, with_ncu, with_profile
 from evaluators.problem import check_candidate_source
 from evaluators.result import EvalResult, Status
@@ -304,7 +304,8 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
                         POOL.settle()       # no start-up of this evaluation's spares competes with a timed call
                         with stage("wait_device"):      # for the device alone: other candidates' timing
                             slot.enter_context(timing_slot)
-                        record, paired = _time(req, ref, child, plan, known, subjects, bdir, rng, checks, stage)
+                        record, paired = _time(req, ref, child, plan, known, subjects, bdir, rng, checks, stage,
+                                               cache_dir)
                         # of the time stage, the checks of timed calls (reference, outputs through the pipe)
                         stage.seconds["time_checks"] = round(paired.check_s, 4)
                         # the device's own time in the timed calls (events on a GPU): a floor on its busy time
@@ -372,9 +373,10 @@ def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, known: Bas
 
 def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, known: BaselineRecord | None,
           children: dict[str, Child], bdir: Path, rng: random.Random, checks: CheckLog,
-          stage: StageClock) -> tuple[BaselineRecord, PairedRun]:
+          stage: StageClock, cache_dir: Path) -> tuple[BaselineRecord, PairedRun]:
     """The timing phase, with the slot held: the candidate paired with the built baselines, each in its own child;
-    without a ``known`` record, the record is made from the baselines' calls timed here."""
+    with ``timing.processes`` above 1, then again in that many pairs of fresh processes in all, each with its share
+    of the time cap; without a ``known`` record, the record is made from the baselines' calls timed here."""
     flush = req.timing.flush_for(timer_kind(req.device))
     subjects = {n: TimedSubject(c, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
                 for n, c in children.items()}
@@ -385,7 +387,12 @@ def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, known: BaselineR
         for s in subjects.values():
             s.child.arm(lim.with_timeout(plan.baseline, lim.timing_timeout(req, call_s, 1 + len(subjects))))
         candidate = TimedSubject(child, ref, req.verify, rng, checks, flush=flush)
-        paired = paired_blocks(candidate, subjects, req.timing, baseline_ms)
+        share = per_process(req.timing)
+        runs = [paired_blocks(candidate, subjects, share, baseline_ms)]
+        for _ in range(req.timing.processes - 1):
+            runs.append(_paired_in_fresh_processes(req, ref, plan, list(children), cache_dir, rng, checks, share,
+                                                   baseline_ms, call_s))
+        paired = pooled(runs)
     if known is None:
         built = {n: {"compile_seconds": c.build_info.get("compile_seconds"),
                      "peak_rss_mb": round(c.peak_rss / (1 << 20), 1)} for n, c in children.items()}
@@ -393,6 +400,36 @@ def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, known: BaselineR
                                     directory=bdir, samples=paired.baselines, built=built,
                                     fresh=req.timing.rounds >= 2)
     return known, dataclasses.replace(paired, reused={n: c.reused for n, c in children.items()})
+
+
+def _paired_in_fresh_processes(req: EvalRequest, ref: Reference, plan: _Plan, names: list[str], cache_dir: Path,
+                               rng: random.Random, checks: CheckLog, timing: TimingPolicy, baseline_ms: float,
+                               call_s: float) -> PairedRun:
+    """One more pair of paired timing, in processes that have run nothing yet: the candidate built again in a new
+    child and checked on one fresh trial before its timed calls (which are checked at random as in the first), the
+    baselines built again in new children (never kept ones). The children end with it."""
+    flush = req.timing.flush_for(timer_kind(req.device))
+    with contextlib.ExitStack() as held:
+        child = held.enter_context(POOL.take(plan.candidate, cache_dir, "candidate"))
+        path = child.scratch / "candidate.py"
+        path.write_text(req.candidate_source)
+        ready = init_child(child, "candidate", ref, candidate_path=path, warmup=req.timing.warmup,
+                           digest_inputs=req.verify.digest_inputs)
+        verify_calls(child, ref, dataclasses.replace(req.verify, trials=1, probes=()), rng, checks)
+        subjects: dict[str, TimedSubject] = {}
+        for name in names:
+            bchild = held.enter_context(POOL.take(plan.baseline, cache_dir, "baseline"))
+            try:
+                init_child(bchild, name, ref, candidate_path=None, warmup=req.timing.warmup)
+            except (Rejected, ChildFailed) as e:
+                raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
+            bchild.arm(lim.with_timeout(plan.baseline, lim.timing_timeout(req, call_s, 1 + len(names))))
+            subjects[name] = TimedSubject(bchild, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
+        child.arm(lim.with_timeout(plan.candidate, lim.timing_timeout(req, call_s, 1 + len(names))))
+        run = paired_blocks(TimedSubject(child, ref, req.verify, rng, checks, flush=flush), subjects, timing,
+                            baseline_ms)
+        audit(child, ready["settings_before"])
+    return run
 
 
 def _errors(checks: CheckLog) -> dict[str, Any]:

@@ -66,6 +66,10 @@ class TimingPolicy:
     # first, in fresh processes (export --remeasure). Either way the faster one is timed again, paired with the
     # candidate in alternating blocks, and the speedup is the median of the blocks' ratios.
     rounds: int = 1
+    # pairs of fresh processes (candidate and baselines) the paired blocks are spread over, each pair with its
+    # share of the time cap; above 1, the interval also holds each pair's median, so that it covers what changes
+    # from one process to the next (kswarm bench and export --remeasure use 3; a campaign's evaluations 1)
+    processes: int = 1
     min_blocks: int = 6                  # paired blocks at least (fewer give no 95% interval of their median)
     max_blocks: int = 200
     # on CUDA, Nsight Compute's counters per kernel for an accepted candidate (evaluators/ncu.py): a fresh child,

@@ -4,7 +4,7 @@ Reports every run's point estimate and 95% interval, whether every point lies in
 and max/min of the points; also each run's wall time and seconds per stage. Goals (issue 9): on the CPU every point
 inside every other interval and max/min <= 1.10; on the H200 at --scale large max/min <= 1.03.
 
-    python experiments/bench_repeat.py [--runs 5] [--device cpu] [--scale default] [--time-cap 10] \
+    python experiments/bench_repeat.py [--runs 5] [--device cpu] [--scale default] [--time-cap 10] [--processes 3] \
         [--problem P] [--candidate C] [--cache-dir DIR] [--json OUT.json] > experiments/results/<date>-bench-repeatability.md
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ CANDIDATE = "experiments/candidates/stacked_linears_merged.py"
 
 def bench_once(args: argparse.Namespace, cache: str) -> dict:
     cmd = [sys.executable, "-m", "search.cli", "bench", args.problem, args.candidate, "--device", args.device,
-           "--scale", args.scale, "--time-cap", str(args.time_cap), "--cache-dir", cache, "--json"]
+           "--scale", args.scale, "--time-cap", str(args.time_cap), "--processes", str(args.processes), "--cache-dir", cache,
+           "--json"]
     t0 = time.monotonic()
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"})
@@ -59,6 +60,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--scale", default="default")
     ap.add_argument("--time-cap", type=float, default=10.0)
+    ap.add_argument("--processes", type=int, default=3, help="pairs of fresh processes per bench (kswarm bench's own "
+                    "default)")
     ap.add_argument("--problem", default=PROBLEM)
     ap.add_argument("--candidate", default=CANDIDATE)
     ap.add_argument("--cache-dir", default=None, help="default: a fresh folder (the first run measures the baselines)")
@@ -75,7 +78,7 @@ def main() -> None:
     goal = 1.03 if args.device.startswith("cuda") else 1.10
     print(f"# `kswarm bench` repeatability: {Path(args.candidate).stem} on {args.device}, scale {args.scale}\n")
     print(f"- command: `python experiments/bench_repeat.py --runs {args.runs} --device {args.device} --scale "
-          f"{args.scale} --time-cap {args.time_cap:g}`")
+          f"{args.scale} --time-cap {args.time_cap:g} --processes {args.processes}`")
     print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; device "
           f"{runs[0].get('device_name') or args.device}; load average (1, 5, 15 min) {load_before} before, "
           f"{load_average()} after")

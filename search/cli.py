@@ -55,13 +55,15 @@ def _check_device(device: str) -> None:
 
 def _evaluate(problem: Path, candidate: Path, device: str, mode: str, scale: str, static: str,
               seed: Optional[int], timeout: Optional[float], cache_dir: Optional[Path], time_cap: float, ci_target: float,
-              ncu: bool = False):
+              ncu: bool = False, processes: int = 1):
     from evaluators.pipeline import evaluate
     from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
     from evaluators.problem import BadInput, check_candidate_source, load_problem_module, read_source
 
     if static not in ("reject", "warn"):
         _fail(f"--static must be 'reject' or 'warn', not {static!r}")
+    if not 1 <= processes <= 16:
+        _fail(f"--processes must be between 1 and 16, not {processes}")
     try:
         load_problem_module(str(problem), scale)
         source = read_source(candidate, "candidate")
@@ -72,7 +74,7 @@ def _evaluate(problem: Path, candidate: Path, device: str, mode: str, scale: str
     req = EvalRequest(problem_path=str(problem), candidate_source=source, device=device, mode=mode, scale=scale,
                       verify=VerifyPolicy(static=static, seed=seed,
                                           **({} if timeout is None else {"timeout_s": timeout})),
-                      timing=TimingPolicy(time_cap_s=time_cap, ci_target=ci_target, ncu=ncu),
+                      timing=TimingPolicy(time_cap_s=time_cap, ci_target=ci_target, ncu=ncu, processes=processes),
                       cache_dir=str(cache_dir) if cache_dir else None)
     try:
         result = evaluate(req)
@@ -150,10 +152,13 @@ def bench(problem: Path = typer.Argument(..., help="problem file: Model, get_inp
           ci_target: float = typer.Option(0.02, "--ci-target", help="relative half-width of the median's 95% CI"),
           ncu: bool = typer.Option(False, "--ncu", help="on CUDA, add Nsight Compute's counters per kernel to the "
                                    "profile (a rebuild under ncu; needs ncu on PATH)"),
+          processes: int = typer.Option(3, "--processes", help="pairs of fresh processes (candidate and baselines) "
+                                        "the timing is spread over, sharing the time cap; the interval then holds "
+                                        "each pair's own speedup"),
           ) -> None:
     """Verify, then time the candidate against eager and torch.compile (exit codes as verify)."""
     result = _evaluate(problem, candidate, device, "bench", scale, static, seed, timeout, cache_dir, time_cap,
-                       ci_target, ncu)
+                       ci_target, ncu, processes)
     _show(result, problem, candidate, as_json)
     raise typer.Exit(0 if result.verdict == "accepted" else 1)
 

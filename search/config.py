@@ -177,12 +177,14 @@ class CampaignConfig:
         return self.verify_slots(hardware) + self.build_ahead(hardware)
 
     def bench_request(self, problem_path: str, source: str, hardware: str, scale: str, cache_dir: str | Path, *,
-                      rounds: int) -> EvalRequest:
+                      rounds: int, processes: int | None = None) -> EvalRequest:
         """The benchmark of one candidate on one hardware class under this campaign's policies; ``rounds`` is the
-        number of candidate/baseline sandwiches (one in the search, two when an export re-measures)."""
+        number of candidate/baseline sandwiches (one in the search, two when an export re-measures), ``processes``
+        the pairs of fresh processes the timing is spread over (None: the campaign's ``[timing] processes``)."""
+        timing = dataclasses.replace(self.timing, rounds=rounds,
+                                     processes=self.timing.processes if processes is None else processes)
         return EvalRequest(problem_path=problem_path, candidate_source=source, device=device_kind(hardware),
-                           mode="bench", scale=scale, verify=self.verify,
-                           timing=dataclasses.replace(self.timing, rounds=rounds), cache_dir=str(cache_dir))
+                           mode="bench", scale=scale, verify=self.verify, timing=timing, cache_dir=str(cache_dir))
 
 
 class _Reader:
@@ -301,6 +303,7 @@ _POLICY_BOUNDS: dict[type, dict[str, dict[str, Any]]] = {
                    "cpu_time_s": _CPU_TIME_BOUNDS},
     TimingPolicy: {"warmup": _NONNEG, "min_samples": _POS, "max_samples": _POS, "ci_target": _POS_EXCL,
                    "time_cap_s": _POS_EXCL, "launch_overhead_us": _NONNEG, "rounds": _POS,
+                   "processes": {"min": 1, "max": 16},
                    "min_blocks": {"min": 6}, "max_blocks": {"min": 6},
                    "baselines": {"choices": ("eager", "compile"), "nonempty": True}},
 }

@@ -1,0 +1,106 @@
+"""Paired timing spread over several pairs of fresh processes (``TimingPolicy.processes``).
+
+The blocks of one candidate process and one baseline process cannot see what changes from one process to the
+next, so five benches of the same candidate gave points a few percent apart with intervals narrower than that.
+Spread over pairs of fresh processes, the point is the median of every block's ratio and the interval holds each
+pair's own median as well as the blocks' order-statistic interval.
+"""
+from __future__ import annotations
+
+import pytest
+
+from evaluators.judge import TimedRun
+from evaluators.paired import PairedRun, per_process, pooled
+from evaluators.pipeline import evaluate
+from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
+from evaluators.result import Status
+from evaluators.stats import paired_speedup
+from evaluators.warm import POOL
+
+PROBLEM = """\
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def forward(self, x):
+        return torch.tanh(x) * 2.0
+
+
+def get_inputs():
+    return [torch.randn(256, 256)]
+
+
+def get_init_inputs():
+    return []
+"""
+CANDIDATE = PROBLEM.replace("class Model(", "class ModelNew(").replace("torch.tanh(x) * 2.0", "torch.tanh(x).mul_(2.0)")
+
+
+def _run(ratios: list[float], faster: str = "eager") -> PairedRun:
+    point, ci = paired_speedup(ratios)
+    return PairedRun(ratios=tuple(ratios), speedup=point, speedup_ci=ci,
+                     candidate=TimedRun([1000] * len(ratios), [1100] * len(ratios), 1),
+                     baselines={"eager": [2000] * len(ratios)}, calls_per_block=3, faster=faster, check_s=0.5)
+
+
+def test_the_pooled_interval_holds_every_pairs_own_median():
+    # two processes whose blocks agree among themselves and differ from each other by 10%
+    a = _run([1.00, 1.01, 0.99, 1.00, 1.01, 0.99])
+    b = _run([1.10, 1.11, 1.09, 1.10, 1.11, 1.09])
+    c = _run([1.05, 1.04, 1.06, 1.05, 1.04, 1.06])
+    one = pooled([a, b, c])
+    assert one.process_speedups == pytest.approx((1.00, 1.10, 1.05))
+    lo, hi = one.speedup_ci
+    assert lo <= 1.00 and hi >= 1.10, one.speedup_ci
+    assert one.speedup == pytest.approx(1.05)           # the median of all 18 blocks
+    assert len(one.ratios) == 18 and one.candidate.checks == 3 and one.check_s == pytest.approx(1.5)
+    assert one.baselines["eager"] == [2000] * 18
+    assert one.describe()["processes"] == 3
+    # alone, the middle process's interval would have held neither of the others' medians
+    assert not (c.speedup_ci[0] <= 1.00 or c.speedup_ci[1] >= 1.10)
+    assert pooled([a]) is a
+
+
+def test_each_pair_gets_its_share_of_the_time_cap_and_blocks():
+    t = TimingPolicy(time_cap_s=9.0, min_blocks=6, max_blocks=200, processes=3)
+    share = per_process(t)
+    assert share.time_cap_s == pytest.approx(3.0) and share.min_blocks == 2 and share.max_blocks == 67
+    assert per_process(TimingPolicy()) == TimingPolicy()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pool():
+    POOL.close()
+    yield
+    POOL.close()
+
+
+def _bench(problem, cache_dir, processes: int):
+    return evaluate(EvalRequest(problem_path=str(problem), candidate_source=CANDIDATE, device="cpu", mode="bench",
+                                verify=VerifyPolicy(seed=5), cache_dir=str(cache_dir),
+                                timing=TimingPolicy(baselines=("eager",), time_cap_s=0.6, min_blocks=6,
+                                                    max_blocks=12, processes=processes)))
+
+
+def test_a_bench_over_two_pairs_of_processes_starts_a_new_pair_and_reports_both(tmp_path):
+    problem = tmp_path / "tanh_double.py"
+    problem.write_text(PROBLEM)
+    before = POOL.started
+    one = _bench(problem, tmp_path / "cache", 1)
+    assert one.status == Status.ACCEPTED, one.reason
+    started_one = POOL.started - before
+    before = POOL.started
+    two = _bench(problem, tmp_path / "cache", 2)
+    assert two.status == Status.ACCEPTED, two.reason
+    started_two = POOL.started - before
+    # a candidate child and a baseline child more: the second pair is new processes, not the first pair again
+    assert started_two >= started_one + 2, (started_one, started_two)
+    timing = two.timing
+    assert timing["processes"] == 2 and len(timing["process_speedups"]) == 2
+    lo, hi = two.speedup_ci
+    assert all(lo <= s <= hi for s in timing["process_speedups"])
+    assert timing["blocks"] >= 2 * 3                       # each pair at least its share of min_blocks
+    # the new pair's candidate was checked too: one trial before its timed calls, and timed calls at random
+    assert two.checked_calls > one.checked_calls
+    assert one.timing["processes"] == 1 and one.timing["process_speedups"] == []
