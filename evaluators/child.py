@@ -333,13 +333,36 @@ def _h_check(state, msg, *, torch, inp, timers, integrity):
     # staged: the outputs (and inputs sent whole) copied to host memory now, while the parent holds the device,
     # and sent when it asks with "collect", after it has let the device go: the slow part, the pipe, then holds
     # no device slot
-    state["staged"] = (kind, {k: ([_to_host(t, torch) for t in v] if k in ("outputs", "inputs_after") else v)
-                              for k, v in reply.items()})
+    staged = dict(reply)
+    if "outputs" in reply:
+        staged["outputs"] = [_to_stage(state, i, t, torch) for i, t in enumerate(reply["outputs"])]
+    if "inputs_after" in reply:
+        staged["inputs_after"] = [_to_host(x, torch) for x in reply["inputs_after"]]
+    state["staged"] = (kind, staged)
     return "staged", None
 
 
 def _to_host(x, torch):
     return x.detach().to("cpu") if isinstance(x, torch.Tensor) else x
+
+
+def _to_stage(state, i, t, torch):
+    """Output ``i`` copied to host memory for the pipe: on CUDA into a page-locked buffer kept for the next check
+    of the same shape (faulted in and locked once, then filled at the bus's speed); elsewhere as ``_to_host``. The
+    buffer is sent before the next check refills it: a check and its collect always come in turn."""
+    if not isinstance(t, torch.Tensor) or t.device.type != "cuda":
+        return _to_host(t, torch)
+    pool = state.setdefault("stage_buffers", {})
+    buf = pool.get(i)
+    if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+        pool.pop(i, None)
+        try:
+            buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        except RuntimeError:
+            return _to_host(t, torch)
+        pool[i] = buf
+    buf.copy_(t.detach())
+    return buf
 
 
 def _h_collect(state, msg, *, torch, inp, timers, integrity):

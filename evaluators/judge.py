@@ -255,9 +255,10 @@ def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random
             # every other call refills the previous call's input tensors: same addresses, new values
             kind, reply = child.request("check", {"seed": seed, "probe": probe, "poison_bytes": 2 * ref.out_bytes,
                                                   "poison_value": POISON[k % len(POISON)], "reuse": k % 2 == 1,
-                                                  "stage": hold is not None}, max_bytes=max_bytes)
+                                                  "stage": hold is not None}, max_bytes=max_bytes,
+                                          device=ref.device)
         if kind == "staged":
-            kind, reply = child.request("collect", {}, max_bytes=max_bytes)
+            kind, reply = child.request("collect", {}, max_bytes=max_bytes, device=ref.device)
         status = Status.MISMATCH if probe is None else Status.DOMAIN_MISMATCH
         try:
             with hold() if hold is not None else contextlib.nullcontext():
@@ -346,7 +347,8 @@ class TimedSubject:
             n = self.policy.timed_check_elements
             sample = sample_indices(ref_out, self.rng, n) if n > 0 and inp.nbytes(ref_out) > \
                 SAMPLED_CHECK_MIN_BYTES else None
-            kind, reply = self.child.request("fetch", {} if sample is None else {"sample": sample})
+            kind, reply = self.child.request("fetch", {} if sample is None else {"sample": sample},
+                                             device=self.ref.device)
             judge_outputs(kind, reply, ref_inputs, ref_out, self.ref, self.policy, self.log,
                           f"timed call {self._calls} (checked at random)", Status.TIMED_MISMATCH, self.child,
                           sample=sample)

@@ -413,10 +413,13 @@ class Child:
             log.warning("%s: child %d did not die after SIGKILL", self.label, self.proc.pid)
 
     # talking ---------------------------------------------------------------------------------------------
-    def request(self, kind: str, payload: Any = None, max_bytes: int = 1 << 36) -> tuple[str, Any]:
+    def request(self, kind: str, payload: Any = None, max_bytes: int = 1 << 36,
+                device: str | None = None) -> tuple[str, Any]:
+        """Send one request and read the answer; with a CUDA ``device`` its large tensors arrive on that device
+        (``wire.recv``)."""
         try:
             wire.send(self._wfd, kind, payload)
-            return wire.recv(self._rfd, max_bytes=max_bytes, deadline=self._deadline)
+            return wire.recv(self._rfd, max_bytes=max_bytes, deadline=self._deadline, device=device)
         except wire.WireTimeout:
             self._kill(Status.TIMEOUT, self._timeout_reason())
         except (wire.WireError, OSError, BrokenPipeError) as e:
