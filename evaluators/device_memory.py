@@ -75,6 +75,16 @@ def need_bytes(data: int | None, capacity: int) -> int:
     return DEVICE_DATA_MULTIPLE * data + CHILD_CONTEXT_BYTES
 
 
+# A kept baseline child's device memory while it waits for the next candidate of its problem, as a multiple of
+# the reference's data: its weights, its last call's inputs and outputs and what its allocator keeps cached.
+KEPT_DATA_MULTIPLE = 3
+
+
+def kept_bytes(data: int) -> int:
+    """The reservation a kept baseline child of a problem whose reference holds ``data`` bytes waits under."""
+    return KEPT_DATA_MULTIPLE * int(data) + CHILD_CONTEXT_BYTES
+
+
 def capacity_bytes(device: str) -> int:
     return int(DEVICE_SHARE * torch.cuda.get_device_properties(torch.device(device)).total_memory)
 

@@ -150,14 +150,25 @@ def _reservation(req: EvalRequest, timing_slot: AbstractContextManager) -> Abstr
     """On a GPU shared by several evaluations (a slot with ``reserve``), a hold on the device memory this one
     will need, taken before its reference first runs on the device (``evaluators.device_memory`` sizes it), so
     that evaluations whose data is large take turns instead of running each other, or this evaluator, out of
-    memory. Kept baseline children hold memory outside any reservation, so they are let go first when it waits."""
+    memory. Kept baseline children hold reservations of their own while they wait (``_kept_hold``); when this one
+    would wait, they are let go, the longest kept first, until it would not."""
     if not _shares_device_memory(req, timing_slot):
         return contextlib.nullcontext()
     capacity = device_memory.capacity_bytes(req.device)
     need = device_memory.need_bytes(device_memory.data_bytes(req.problem_path, req.scale, req.device), capacity)
     if timing_slot.would_wait(need, capacity):
-        POOL.drop_built()
+        POOL.drop_built(enough=lambda: not timing_slot.would_wait(need, capacity))
     return timing_slot.reserve(need, capacity)
+
+
+def _kept_hold(req: EvalRequest, ref: Reference, timing_slot: AbstractContextManager):
+    """For a baseline child kept after this evaluation: a reservation of its device memory, taken without waiting
+    (None when the memory is not to be had: the child is then ended), or None off a shared device."""
+    if not _shares_device_memory(req, timing_slot):
+        return None
+    capacity = device_memory.capacity_bytes(req.device)
+    kept = device_memory.kept_bytes(inp.nbytes(list(ref.state_dict.values())) + ref.in_bytes + ref.out_bytes)
+    return lambda: timing_slot.try_reserve(kept, capacity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,7 +311,7 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
                         known = plan.record if req.timing.rounds < 2 else None
                         with stage("baseline"):
                             subjects = _baseline_children(req, ref, plan, known, cache_dir, slot, _build_calls(
-                                req, timing_slot))
+                                req, timing_slot), _kept_hold(req, ref, timing_slot))
                         POOL.settle()       # no start-up of this evaluation's spares competes with a timed call
                         with stage("wait_device"):      # for the device alone: other candidates' timing
                             slot.enter_context(timing_slot)
@@ -354,10 +365,12 @@ def _build_calls(req: EvalRequest, timing_slot: AbstractContextManager) -> int:
 
 
 def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, known: BaselineRecord | None,
-                       cache_dir: Path, slot: contextlib.ExitStack, warmup: int) -> dict[str, Child]:
+                       cache_dir: Path, slot: contextlib.ExitStack, warmup: int,
+                       hold: Any = None) -> dict[str, Child]:
     """A built child per baseline to pair with the candidate, held in ``slot``: the ``known`` record's contenders,
     or every baseline when there is none (the node has no record yet, or a re-measurement asks for a fresh one), so
-    that pairing measures the record too. Kept children of the same problem are reused."""
+    that pairing measures the record too. Kept children of the same problem are reused; ``hold`` reserves a kept
+    one's device memory (``_kept_hold``)."""
     names = known.contenders() if known is not None else list(req.timing.baselines)
     out: dict[str, Child] = {}
     try:
@@ -365,7 +378,7 @@ def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, known: Bas
             def build(bchild: Child, name: str = name) -> dict[str, Any]:
                 return init_child(bchild, name, ref, candidate_path=None, warmup=warmup)
             key = (name, ref.info.source_hash, ref.info.scale, ref.device)
-            out[name] = slot.enter_context(POOL.built_baseline(plan.baseline, cache_dir, key, build))
+            out[name] = slot.enter_context(POOL.built_baseline(plan.baseline, cache_dir, key, build, hold))
     except (Rejected, ChildFailed) as e:
         raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
     return out

@@ -199,6 +199,7 @@ class Child:
         self.built = False         # its subject is built (a kept baseline child)
         self.build_info: dict[str, Any] = {}   # what its build reported (compile seconds), kept with it
         self.reused = False        # it served an earlier evaluation (a kept baseline child)
+        self.kept_release = None   # while kept: gives back the device memory reserved for it (evaluators.warm)
 
     @property
     def failed(self) -> bool:

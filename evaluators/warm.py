@@ -112,13 +112,18 @@ class SparePool:
 
     @contextlib.contextmanager
     def built_baseline(self, limits: SandboxLimits, cache_dir: Path, key: tuple[Any, ...],
-                       build: Callable[[Child], dict[str, Any] | None]) -> Iterator[Child]:
+                       build: Callable[[Child], dict[str, Any] | None],
+                       hold: Callable[[], Callable[[], None] | None] | None = None) -> Iterator[Child]:
         """A child with the baseline ``key`` built: a kept one when alive, else a fresh one that ``build`` builds.
         When the work with it succeeds and the pool retains, it is kept for the next evaluation (the oldest is
-        ended past ``max_built``); otherwise it is ended."""
+        ended past ``max_built``); otherwise it is ended. ``hold``, on a device whose memory evaluations share,
+        reserves the kept child's memory while it waits (its release, or None when that memory is not to be had:
+        the child is then ended), so that kept children are counted beside the evaluations' reservations."""
         full = (self._key(limits, cache_dir, "baseline"), *key)
         with self._lock:
             child = self._built.pop(full, None)
+        if child is not None:
+            _release(child)      # in use again: the evaluation's own reservation covers it now
         if child is not None and (child.proc is None or child.proc.poll() is not None or child.failed):
             child.__exit__(None, None, None)
             child = None
@@ -137,24 +142,28 @@ class SparePool:
             yield child
             ok = True
         finally:
-            if ok and self._retain and not child.failed:
+            release = hold() if ok and self._retain and not child.failed and hold is not None else None
+            if ok and self._retain and not child.failed and (hold is None or release is not None):
+                child.kept_release = release
                 child.arm(dataclasses.replace(child.limits, timeout_s=SPARE_IDLE_S,
                                               timeout_why="a built baseline waiting to be taken"))
                 with self._lock:
                     self._built[full] = child
                     evicted = [self._built.popitem(last=False)[1] for _ in range(len(self._built) - self.max_built)]
                 for old in evicted:
-                    old.__exit__(None, None, None)
+                    _end(old)
             else:
                 child.__exit__(None, None, None)
 
-    def drop_built(self) -> None:
-        """End the kept baseline children (their device memory is wanted)."""
-        with self._lock:
-            built = list(self._built.values())
-            self._built.clear()
-        for child in built:
-            child.__exit__(None, None, None)
+    def drop_built(self, enough: Callable[[], bool] | None = None) -> None:
+        """End kept baseline children (their device memory is wanted), the longest kept first, until ``enough()``
+        says so (None: all of them)."""
+        while enough is None or not enough():
+            with self._lock:
+                if not self._built:
+                    return
+                child = self._built.popitem(last=False)[1]
+            _end(child)
 
     def evaluation_done(self) -> None:
         """An evaluation returned: without ``retain``, nothing it started outlives it."""
@@ -168,7 +177,20 @@ class SparePool:
             self._built.clear()
             self._ready.clear()
         for child in spares:
-            child.__exit__(None, None, None)
+            _end(child)
+
+
+def _release(child: Child) -> None:
+    """Give back the memory reservation a kept baseline child held while it waited, if any."""
+    release = getattr(child, "kept_release", None)
+    child.kept_release = None
+    if release is not None:
+        release()
+
+
+def _end(child: Child) -> None:
+    child.__exit__(None, None, None)
+    _release(child)
 
 
 POOL = SparePool()

@@ -88,6 +88,25 @@ class DeviceSlot:
                 self._reserved -= nbytes
                 self._cond.notify_all()
 
+    def try_reserve(self, nbytes: int, capacity: int) -> Callable[[], None] | None:
+        """Hold ``nbytes`` now if they fit beside the reservations under way (and no reservation of the whole
+        capacity is waiting), without waiting: the release, to be called once; None if they do not fit. For memory
+        that outlives an evaluation (a kept baseline child)."""
+        nbytes = max(0, int(nbytes))
+        with self._cond:
+            if self._reserved + nbytes > capacity or self._alone_waiting:
+                return None
+            self._reserved += nbytes
+        held = [True]
+
+        def release() -> None:
+            with self._cond:
+                if held[0]:
+                    held[0] = False
+                    self._reserved -= nbytes
+                    self._cond.notify_all()
+        return release
+
     def would_wait(self, nbytes: int, capacity: int) -> bool:
         """Whether ``reserve(nbytes, capacity)`` would wait now."""
         with self._cond:
