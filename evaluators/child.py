@@ -369,7 +369,8 @@ def _h_collect(state, msg, *, torch, inp, timers, integrity):
     staged = state.pop("staged", None)
     if staged is None:
         raise RuntimeError("collect was asked for with no staged check before it")
-    return staged
+    kind, reply = staged
+    return _sampled(kind, reply, msg.get("sample"))
 
 
 def _h_ping(state, msg, *, torch, inp, timers, integrity):
@@ -403,10 +404,15 @@ def _h_go(state, msg, *, torch, inp, timers, integrity):
 def _h_fetch(state, msg, *, torch, inp, timers, integrity):
     kind, reply = _collect(state, state["timed_out"], state["timed_inputs"], torch=torch, inp=inp,
                            integrity=integrity, at_return=state.get("timed_snapshot"))
-    sample = msg.get("sample")
-    if sample is None or kind != "outputs":
-        return kind, reply
     # the parent's elements of each output as it was when the timer stopped, and the shapes of the whole
+    return _sampled(kind, reply, msg.get("sample"))
+
+
+def _sampled(kind, reply, sample):
+    """``reply`` with each output replaced by its elements at the parent's flat indices ``sample`` (None for an
+    output sent whole), and the shapes of the whole outputs; unchanged without a sample."""
+    if sample is None or kind != "outputs" or "outputs" not in reply:
+        return kind, reply
     outs = reply["outputs"]
     shapes = [list(t.shape) for t in outs]
     if not isinstance(sample, list) or len(sample) != len(outs) or any(

@@ -244,10 +244,21 @@ def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random
     ``hold``, when given, is the device's shared hold (a verify slot), taken for each call's device work only: the
     reference's and the candidate's call with the outputs' copy to host memory, then the comparison and the
     digests. The outputs cross the pipe between the two holds, so a timing that waits for the device waits for one
-    call's device work, not for a whole verification of gigabytes."""
+    call's device work, not for a whole verification of gigabytes.
+
+    Outputs of more than ``SAMPLED_CHECK_MIN_BYTES``: ``policy.whole_checks`` of the calls (the first trial and
+    others drawn here) are compared on every element, the rest on ``policy.timed_check_elements`` elements per
+    output drawn after the call, and on the whole shapes; the child stages every call's outputs and learns which
+    it is only when asked to send them."""
     max_bytes = 8 * (ref.out_bytes + ref.in_bytes) + (64 << 20)
     probes = [p for p in policy.probes if ref.info.probes is None or p in ref.info.probes]
     plan = [(None, f"trial {k + 1}") for k in range(policy.trials)] + [(p, f"probe {p}") for p in probes]
+    # outputs of more than SAMPLED_CHECK_MIN_BYTES: the first trial and whole_checks - 1 more calls drawn now are
+    # compared on every element, the others on elements drawn after the call; either way the child stages its
+    # outputs and learns which when it is asked to send them
+    large = policy.timed_check_elements > 0 and ref.out_bytes > SAMPLED_CHECK_MIN_BYTES
+    whole = {0, *rng.sample(range(1, len(plan)), min(len(plan) - 1, max(0, policy.whole_checks - 1)))} if large \
+        else set()
     for k, (probe, where) in enumerate(plan):
         seed = rng.randrange(1 << 31)
         with hold() if hold is not None else contextlib.nullcontext():
@@ -255,14 +266,17 @@ def verify_calls(child: Child, ref: Reference, policy: VerifyPolicy, rng: random
             # every other call refills the previous call's input tensors: same addresses, new values
             kind, reply = child.request("check", {"seed": seed, "probe": probe, "poison_bytes": 2 * ref.out_bytes,
                                                   "poison_value": POISON[k % len(POISON)], "reuse": k % 2 == 1,
-                                                  "stage": hold is not None}, max_bytes=max_bytes,
+                                                  "stage": hold is not None or large}, max_bytes=max_bytes,
                                           device=ref.device)
+        sample = sample_indices(ref_out, rng, policy.timed_check_elements) if large and k not in whole else None
         if kind == "staged":
-            kind, reply = child.request("collect", {}, max_bytes=max_bytes, device=ref.device)
+            kind, reply = child.request("collect", {} if sample is None else {"sample": sample}, max_bytes=max_bytes,
+                                        device=ref.device)
         status = Status.MISMATCH if probe is None else Status.DOMAIN_MISMATCH
         try:
             with hold() if hold is not None else contextlib.nullcontext():
-                judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, where, status, child)
+                judge_outputs(kind, reply, ref_inputs, ref_out, ref, policy, log_, where, status, child,
+                              sample=sample)
         except Rejected as r:
             if probe is not None:
                 log_.probe_verdicts.append((probe, r.reason))

@@ -24,6 +24,10 @@ class VerifyPolicy:
     # a checked timed call whose outputs hold more than 64 MiB is compared on this many elements of each output,
     # drawn after the call (the trials and probes compare every element); 0 compares every element
     timed_check_elements: int = 1 << 20
+    # of the trials and probes whose outputs hold more than 64 MiB, this many are compared on every element (the
+    # first trial, the rest drawn by the parent, which the child learns only after its call); the others on
+    # timed_check_elements elements per output drawn after the call, and on the whole shapes
+    whole_checks: int = 2
     static: Literal["reject", "warn"] = "reject"
     # the most wall clock a child may take for its build and checks, and again for its timing; below this ceiling
     # the limit follows the problem: start-up, the backend's compile allowance and the reference's own call time

@@ -297,7 +297,7 @@ class _Reader:
 _NONNEG, _POS, _POS_EXCL = {"min": 0}, {"min": 1}, {"min": 0.0, "exclusive": True}
 _POLICY_BOUNDS: dict[type, dict[str, dict[str, Any]]] = {
     VerifyPolicy: {"trials": _POS, "probes": {"choices": PROBES}, "atol_fp32": _NONNEG, "rtol_fp32": _NONNEG,
-                   "atol_half": _NONNEG, "rtol_half": _NONNEG, "timed_checks": _NONNEG, "timeout_s": _POS_EXCL,
+                   "atol_half": _NONNEG, "rtol_half": _NONNEG, "timed_checks": _NONNEG, "timeout_s": _POS_EXCL, "whole_checks": _POS,
                    "compile_allowance_s": _POS_EXCL, "memory_multiple": {"min": 1.0}, "memory_floor_mb": _POS,
                    "memory_mb": _POS, "max_processes": _POS, "max_file_mb": {"min": 1, "max": 2**43},
                    "cpu_time_s": _CPU_TIME_BOUNDS},

@@ -1,10 +1,12 @@
-"""A checked timed call whose outputs hold more than 64 MiB is compared on elements drawn after the call (the
-trials and probes compare every element): an honest candidate is accepted, a candidate that is right while it is
-verified and wrong once it is timed is still ``timed_mismatch``, and an output of the wrong shape is a bad output.
+"""A checked timed call whose outputs hold more than 64 MiB is compared on elements drawn after the call (of the
+trials and probes, ``whole_checks`` compare every element): an honest candidate is accepted, a candidate that is
+right while it is verified and wrong once it is timed is still ``timed_mismatch``, and an output of the wrong shape
+is a bad output.
 Real sandboxed children on the CPU, with the threshold lowered to 256 KiB (it is the evaluator's, in this process)
 so that a 2 MiB output is sampled."""
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -110,3 +112,36 @@ def test_sampled_outputs_of_the_wrong_shape_are_a_bad_output():
     good = {**reply, "shapes": [[10]], "outputs": [out[0][sample[0]]]}
     judge.judge_outputs("outputs", good, [], out, Ref(), VerifyPolicy(), judge.CheckLog(), "timed call 9",
                         Status.TIMED_MISMATCH, sample=sample)
+
+
+# wrong on one element of every call: only a comparison of every element sees it
+ONE_ELEMENT = PROBLEM.replace("class Model(", "class ModelNew(").replace(
+    "return x * 2.0 + 1.0", "out = x * 2.0 + 1.0\n        out[7, 7] += 1.0\n        return out")
+# right for its warm-up (3 calls) and the first trial, then wrong on one row (1/512 of the elements)
+ROW_AFTER_FIRST = PROBLEM.replace("class Model(", "class ModelNew(").replace("""    def forward(self, x):
+        return x * 2.0 + 1.0""", """    calls = 0
+
+    def forward(self, x):
+        type(self).calls += 1
+        out = x * 2.0 + 1.0
+        if type(self).calls > 4:
+            out[3] = 0.0
+        return out""")
+
+
+def _verify_large(tmp_path, cache_dir, source: str, whole_checks: int) -> EvalRequest:
+    req = _bench(tmp_path, cache_dir, source)
+    return dataclasses.replace(req, verify=dataclasses.replace(req.verify, whole_checks=whole_checks))
+
+
+def test_the_first_trial_of_large_outputs_is_compared_on_every_element(tmp_path, kswarm_cache_dir, sampled):
+    result = evaluate(_verify_large(tmp_path, kswarm_cache_dir, ONE_ELEMENT, whole_checks=1))
+    assert result.status is Status.MISMATCH, result.reason
+    assert result.reason.startswith("trial 1:"), result.reason
+
+
+def test_a_sampled_trial_catches_a_wrong_row(tmp_path, kswarm_cache_dir, sampled):
+    result = evaluate(_verify_large(tmp_path, kswarm_cache_dir, ROW_AFTER_FIRST, whole_checks=1))
+    assert result.status is Status.MISMATCH, result.reason
+    assert result.reason.startswith("trial 2:"), result.reason
+    assert sampled == [[4096]]                           # trial 2 was compared on its sample, and failed there
