@@ -68,10 +68,13 @@ fi
 
 nvidia-smi dmon -s u -d 5 > "$OUT/dmon.txt" 2>&1 &
 dmon=$!
+# the device memory in use beside it (MiB, every 5 s): what the reservations leave unused, or let run out
+nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 5000 > "$OUT/memory.txt" 2>&1 &
+memory=$!
 start=$(date +%s)
 timeout -s TERM "${SECONDS_LEFT:-480}" "${cmd[@]}" > "$OUT/run.log" 2>&1
 echo "campaign rc=$? wall $(( $(date +%s) - start )) s"
-kill "$dmon" 2>/dev/null
+kill "$dmon" "$memory" 2>/dev/null
 
 python3 -m search.cli status "$DIR" --json > "$OUT/status.json" 2>&1
 python3 experiments/offline_summary.py "$DIR" > "$OUT/summary.md" 2>&1
@@ -84,6 +87,10 @@ sm = [int(l.split()[1]) for l in open(f"{out}/dmon.txt") if l.strip() and not l.
 if sm:
     print(f"dmon: {len(sm)} samples of 5 s, SM mean {sum(sm)/len(sm):.1f}%, samples above 10%: {sum(s > 10 for s in sm)}, "
           f"above 50%: {sum(s > 50 for s in sm)}")
+mem = [int(l) for l in open(f"{out}/memory.txt") if l.strip().isdigit()]
+if mem:
+    print(f"device memory used: {len(mem)} samples of 5 s, mean {sum(mem)/len(mem)/1024:.1f} GiB, "
+          f"max {max(mem)/1024:.1f} GiB")
 try:
     st = json.load(open(f"{out}/status.json"))
     tp = st.get("throughput") or {}
