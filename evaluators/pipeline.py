@@ -114,6 +114,12 @@ class StageClock:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - t0, 4)
 
 
+# On a GPU whose evaluator shares it between evaluations: spares waiting per role (each holds a CUDA context, about
+# half a GB of device memory), and kept baseline children (each holds a device-memory reservation while it waits)
+GPU_SPARES_PER_ROLE = 3
+GPU_KEPT_BASELINES = 16
+
+
 def evaluate(req: EvalRequest, *, timing_slot: AbstractContextManager | None = None) -> EvalResult:
     """Evaluate one request. ``timing_slot``, when given, is held around the timing phase only (the baselines and
     the candidate's timed calls), so that the verification of several candidates may overlap on one device while
@@ -121,6 +127,10 @@ def evaluate(req: EvalRequest, *, timing_slot: AbstractContextManager | None = N
     stages = StageClock()
     if timing_slot is not None:
         POOL.retain(True)   # an evaluator that shares a device between evaluations lives on: keep spares warm
+        if req.device.startswith("cuda") and hasattr(timing_slot, "shared"):
+            # a GPU's evaluator holds many evaluations at once, each taking a candidate child and baseline children
+            POOL.per_role = max(POOL.per_role, GPU_SPARES_PER_ROLE)
+            POOL.max_built = max(POOL.max_built, GPU_KEPT_BASELINES)
     try:
         result = _evaluate(req, stages, timing_slot if timing_slot is not None else contextlib.nullcontext())
     finally:
