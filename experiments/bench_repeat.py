@@ -71,7 +71,13 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
     load_before = load_average()
-    runs = [bench_once(args, cache) for _ in range(args.runs)]
+    runs = []
+    for i in range(args.runs):
+        runs.append(bench_once(args, cache))
+        r = runs[-1]
+        # progress as it goes, so that a run cut short still says what it measured
+        sys.stderr.write(f"run {i + 1}/{args.runs}: {r.get('status')} {r.get('speedup')} {r.get('speedup_ci')} "
+                         f"wall {r['wall_s']:.0f} s\n")
     s = spread(runs)
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": s, "runs": runs}, indent=2, default=str))

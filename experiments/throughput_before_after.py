@@ -1,7 +1,8 @@
 """A campaign's evaluations per hour, before and after a change, measured in one run on one machine.
 
-The tree at ``--before`` (a commit; extracted with ``git archive``, the working tree is untouched) and the current
-tree run the same campaign file, with the same budget, alternately (before, after, before, after, ...), each in a
+The tree at ``--before`` (a commit; extracted with ``git archive``, the working tree is untouched) and the tree at
+``--after`` (a commit extracted the same way; by default the working tree itself, which must then not change while
+it runs) run the same campaign file, with the same budget, alternately (before, after, before, after, ...), each in a
 fresh campaign directory, so that drift in the machine's load hits both. Each run's rate is its journal's rows over
 its checkpoint's elapsed time. Run from the repository root:
 
@@ -67,6 +68,8 @@ def run_once(tree: Path, toml: Path, out_dir: Path, limit_s: float) -> tuple[int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--before", default="8ed11e2", help="the commit to compare with (default: before issue 9)")
+    ap.add_argument("--after", default=None,
+                    help="a commit to compare (default: the working tree, which then must not change while it runs)")
     ap.add_argument("--campaign", default="experiments/campaigns/offline_suite_cpu.toml")
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2)
@@ -75,10 +78,11 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     src = (REPO / args.campaign).resolve()
-    trees = {"before": extract(args.before, work / "tree_before"), "after": REPO}
+    trees = {"before": extract(args.before, work / "tree_before"),
+             "after": REPO if args.after is None else extract(args.after, work / "tree_after")}
     tomls = {k: campaign_copy(src, t, args.minutes, work, k) for k, t in trees.items()}
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                          text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", args.after or "HEAD"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip() + ("" if args.after else " (working tree)")
     rates: dict[str, list[float]] = {"before": [], "after": []}
     lines = []
     for r in range(args.rounds):

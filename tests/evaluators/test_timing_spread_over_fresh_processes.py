@@ -83,19 +83,39 @@ def _bench(problem, cache_dir, processes: int):
                                                     max_blocks=12, processes=processes)))
 
 
-def test_a_bench_over_two_pairs_of_processes_starts_a_new_pair_and_reports_both(tmp_path):
+def _recording_takes(monkeypatch) -> list[tuple[str, int]]:
+    """Every child the pool hands out, as (role, pid): spares started in the background make a count of started
+    children depend on timing, the processes actually taken do not."""
+    taken: list[tuple[str, int]] = []
+    take = POOL.take
+
+    def recorded(limits, cache_dir, role):
+        child = take(limits, cache_dir, role)
+        taken.append((role, child.proc.pid))
+        return child
+
+    monkeypatch.setattr(POOL, "take", recorded)
+    return taken
+
+
+def test_a_bench_over_two_pairs_of_processes_starts_a_new_pair_and_reports_both(tmp_path, monkeypatch):
     problem = tmp_path / "tanh_double.py"
     problem.write_text(PROBLEM)
-    before = POOL.started
+    taken = _recording_takes(monkeypatch)
     one = _bench(problem, tmp_path / "cache", 1)
     assert one.status == Status.ACCEPTED, one.reason
-    started_one = POOL.started - before
-    before = POOL.started
+    first = list(taken)
+    taken.clear()
     two = _bench(problem, tmp_path / "cache", 2)
     assert two.status == Status.ACCEPTED, two.reason
-    started_two = POOL.started - before
-    # a candidate child and a baseline child more: the second pair is new processes, not the first pair again
-    assert started_two >= started_one + 2, (started_one, started_two)
+    # the second pair is new processes, not the first pair again: two candidate children, each its own process
+    candidates = [pid for role, pid in taken if role == "candidate"]
+    assert len(candidates) == len(set(candidates)) == 2, taken
+    assert len([pid for role, pid in first if role == "candidate"]) == 1, first
+    # and the second pair's baseline runs in a child taken for it, never one the first pair timed in
+    baselines = [pid for role, pid in taken if role == "baseline"]
+    assert len(baselines) == len(set(baselines)) >= 1, taken
+    assert not set(candidates) & set(baselines)
     timing = two.timing
     assert timing["processes"] == 2 and len(timing["process_speedups"]) == 2
     lo, hi = two.speedup_ci
