@@ -41,11 +41,21 @@ log = logging.getLogger(__name__)
 CONTENDER_MARGIN = 0.05     # a baseline this close to the fastest is timed in the pairing too
 
 
+CACHE_ENV = "KSWARM_CACHE"     # names the node's cache folder instead of ~/.cache/kernelswarm
+
+
+def default_cache_dir() -> Path:
+    """The node's build and baseline cache, shared by every campaign and bench of this user on this node:
+    ``$KSWARM_CACHE`` when set, else ~/.cache/kernelswarm. Resolved where the evaluation runs, so each node of a
+    cluster has its own."""
+    named = os.environ.get(CACHE_ENV)
+    return Path(named).expanduser() if named else Path.home() / ".cache" / "kernelswarm"
+
+
 def baseline_dir(cache_dir: str | Path | None) -> Path:
-    """Where the node's baseline records live: under the request's cache folder when it names one, else the
-    user's ~/.cache/kernelswarm/baselines (shared by every campaign of this user on this node)."""
-    root = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "kernelswarm"
-    return root / "baselines"
+    """Where the baseline records live: under the request's cache folder when it names one, else under the node's
+    (``default_cache_dir``)."""
+    return (Path(cache_dir) if cache_dir else default_cache_dir()) / "baselines"
 
 
 def versions(device: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import torch
 from evaluators import __version__ as tool_version
 from evaluators import device_memory, integrity, limits as lim, static_checks
 from evaluators import inputs as inp
-from evaluators.baseline import BaselineRecord, baseline_dir, lookup, record_from_pairing
+from evaluators.baseline import BaselineRecord, baseline_dir, default_cache_dir, lookup, record_from_pairing
 from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit, build_reference,
                               host_clock_consistent, init_child, ping_overhead, timed_loop, timer_kind, verify_calls)
 from evaluators.machines import cpu_model_name, nvidia_driver_version
@@ -44,10 +44,6 @@ from evaluators.warm import POOL, SPARE_IDLE_S
 
 log = logging.getLogger(__name__)
 VERIFY_MODE_CALLS = 30
-
-
-def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "kernelswarm"
 
 
 def provenance(device: str, device_name: str) -> dict[str, Any]:

@@ -10,6 +10,11 @@ its checkpoint's elapsed time. Run from the repository root:
         --campaign experiments/campaigns/offline_suite_cpu.toml --minutes 5 --rounds 2
 
 It prints a markdown table: per run, the evaluations, minutes and evaluations per hour; then the ratio of the means.
+
+A campaign measures its baselines into the node's cache (``[campaign] cache = "node"``). ``--cache cold`` (the
+default) gives every run a fresh one, as on a node that never ran the problems; ``--cache warm`` gives the after
+tree one node cache for all its runs, filled first by one campaign that is not counted, as on a node that ran them
+before. A tree that predates the node cache measures its baselines in each campaign's own folder either way.
 """
 from __future__ import annotations
 
@@ -53,8 +58,9 @@ def campaign_copy(src: Path, tree: Path, minutes: float, work: Path, label: str)
     return dest
 
 
-def run_once(tree: Path, toml: Path, out_dir: Path, limit_s: float) -> tuple[int, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree), "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+def run_once(tree: Path, toml: Path, out_dir: Path, limit_s: float, cache: Path) -> tuple[int, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1",
+           "KSWARM_CACHE": str(cache)}
     env.pop("RAY_ADDRESS", None)
     with open(out_dir.parent / f"{out_dir.name}.log", "w") as log:
         subprocess.run([sys.executable, "-m", "search.cli", "run", str(toml), "--out", str(out_dir)], cwd=tree,
@@ -73,6 +79,8 @@ def main() -> None:
     ap.add_argument("--campaign", default="experiments/campaigns/offline_suite_cpu.toml")
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--cache", choices=("cold", "warm"), default="cold",
+                    help="the node cache of the after tree's runs: a fresh one each (cold) or one filled beforehand")
     ap.add_argument("--work", default=str(REPO / "tmp" / "before_after"))
     args = ap.parse_args()
     work = Path(args.work)
@@ -85,11 +93,18 @@ def main() -> None:
                           text=True).stdout.strip() + ("" if args.after else " (working tree)")
     rates: dict[str, list[float]] = {"before": [], "after": []}
     lines = []
+    warm = work / "node_cache_warm"
+    shutil.rmtree(warm, ignore_errors=True)
+    if args.cache == "warm":       # one campaign, not counted, fills the after tree's node cache
+        run_once(trees["after"], tomls["after"], work / "after_prime", args.minutes * 60 * 3 + 600, warm)
     for r in range(args.rounds):
         for label in ("before", "after"):
             out = work / f"{label}_{r}"
             shutil.rmtree(out, ignore_errors=True)
-            rows, elapsed = run_once(trees[label], tomls[label], out, args.minutes * 60 * 3 + 600)
+            cache = warm if args.cache == "warm" and label == "after" else work / f"{label}_{r}_cache"
+            if cache != warm:
+                shutil.rmtree(cache, ignore_errors=True)
+            rows, elapsed = run_once(trees[label], tomls[label], out, args.minutes * 60 * 3 + 600, cache)
             rates[label].append(rows * 3600 / elapsed)
             lines.append(f"| {label} | {r} | {rows} | {elapsed / 60:.1f} | {rates[label][-1]:.0f} |")
             sys.stderr.write(lines[-1] + "\n")

@@ -74,7 +74,7 @@ class Campaign:
         self.local = local
         self.on_progress = on_progress or (lambda p: None)
         self.dispatcher_factory = dispatcher_factory
-        self.cache_dir = self.out / "cache"
+        self.cache_dir = cfg.campaign.cache_dir(self.out)    # None: each evaluating node's own cache
         self.islands = [Island(str(f), spec.scale, t.hardware)
                         for spec in cfg.problems for f in spec.files for t in cfg.targets]
         self.progress = Progress(budget=cfg.budget.max_evaluations)

@@ -63,6 +63,7 @@ def _positive(**extra: Any) -> dict[str, Any]:
     return {"min": 1, **extra}
 
 
+CACHE_NODE, CACHE_CAMPAIGN = "node", "campaign"
 # at least a second (RLIMIT_CPU counts whole seconds), at most about 35,000 years: a finite limit the kernel takes
 _CPU_TIME_BOUNDS = {"min": 1.0, "max": 2.0**40}
 
@@ -72,6 +73,15 @@ class CampaignSection:
     name: str
     out: Path
     seed: int = 0
+    # build and baseline caches: "node" (each evaluating node's own, shared by every campaign and bench on it:
+    # $KSWARM_CACHE or ~/.cache/kernelswarm), "campaign" (the campaign directory's own, measured afresh), or a folder
+    cache: str = CACHE_NODE
+
+    def cache_dir(self, out: Path) -> Path | None:
+        """The cache folder evaluation requests name for a campaign in ``out``; None: the evaluating node's own."""
+        if self.cache == CACHE_NODE:
+            return None
+        return Path(out) / "cache" if self.cache == CACHE_CAMPAIGN else Path(self.cache)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +186,7 @@ class CampaignConfig:
         """Evaluations one device of ``hardware`` holds at once: its verify slots and the builds ahead of them."""
         return self.verify_slots(hardware) + self.build_ahead(hardware)
 
-    def bench_request(self, problem_path: str, source: str, hardware: str, scale: str, cache_dir: str | Path, *,
+    def bench_request(self, problem_path: str, source: str, hardware: str, scale: str, cache_dir: str | Path | None, *,
                       rounds: int, processes: int | None = None) -> EvalRequest:
         """The benchmark of one candidate on one hardware class under this campaign's policies; ``rounds`` is the
         number of candidate/baseline sandwiches (one in the search, two when an export re-measures), ``processes``
@@ -184,7 +194,8 @@ class CampaignConfig:
         timing = dataclasses.replace(self.timing, rounds=rounds,
                                      processes=self.timing.processes if processes is None else processes)
         return EvalRequest(problem_path=problem_path, candidate_source=source, device=device_kind(hardware),
-                           mode="bench", scale=scale, verify=self.verify, timing=timing, cache_dir=str(cache_dir))
+                           mode="bench", scale=scale, verify=self.verify, timing=timing,
+                           cache_dir=None if cache_dir is None else str(cache_dir))
 
 
 class _Reader:
@@ -362,6 +373,15 @@ def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignC
                                 "or spaces (it names the campaign's folder and its rows)")
     camp.setdefault("out", f"runs/{name}")
     campaign = r.dataclass(CampaignSection, camp, "campaign")
+    if campaign.cache not in (CACHE_NODE, CACHE_CAMPAIGN):
+        if not campaign.cache.strip():
+            r.fail("campaign.cache", f"must not be empty; write \"{CACHE_NODE}\", \"{CACHE_CAMPAIGN}\" or a folder")
+        folder = Path(campaign.cache).expanduser()
+        folder = folder if folder.is_absolute() else (file.parent / folder)
+        if folder.exists() and not folder.is_dir():
+            r.fail("campaign.cache", f"{folder} is not a folder; name a folder (it is created when missing), "
+                                     f"or write \"{CACHE_NODE}\" or \"{CACHE_CAMPAIGN}\"")
+        campaign = dataclasses.replace(campaign, cache=str(folder.resolve()))
     if out is not None:
         campaign = dataclasses.replace(campaign, out=Path(out).expanduser().resolve())
 
@@ -500,8 +520,9 @@ def config_from_dict(d: dict[str, Any]) -> CampaignConfig:
                 kw[f.name] = (Path(v) if h is Path else tuple(v) if isinstance(v, list) and h is not dict else v)
         return cls(**kw)
 
+    # a snapshot from before the cache key measured its baselines in the campaign's own folder: it resumes so
     return CampaignConfig(
-        source=Path(d["source"]), campaign=build(CampaignSection, d["campaign"]),
+        source=Path(d["source"]), campaign=build(CampaignSection, {"cache": CACHE_CAMPAIGN, **d["campaign"]}),
         budget=build(Budget, d["budget"]),
         problems=tuple(ProblemSpec(path=p["path"], files=tuple(Path(f) for f in p["files"]), scale=p["scale"],
                                    levels=None if p["levels"] is None else tuple(p["levels"]))

@@ -16,7 +16,7 @@ def remeasurer(campaign_dir: str | Path) -> Callable[[str, str, str], EvalResult
     measured again before and after the candidate in clean processes, and the paired timing spread over at least
     ``REMEASURE_PROCESSES`` pairs of fresh processes."""
     cfg = load_snapshot(campaign_dir)
-    cache = Path(campaign_dir) / "cache"
+    cache = cfg.campaign.cache_dir(Path(campaign_dir))     # the campaign's caches: None, the node's own
     scales = {str(f): spec.scale for spec in cfg.problems for f in spec.files}
 
     def run(problem_path: str, source: str, hardware: str) -> EvalResult:

@@ -121,12 +121,19 @@ def row_from_result(result: EvalResult, candidate: CandidateLike, where: Placeme
         "profile": json.dumps(result.profile, sort_keys=True, default=str),
         "compile_seconds": result.compile_seconds,
         "created_at": created_at or dt.datetime.now(dt.timezone.utc),
-        "provenance": json.dumps(result.provenance, sort_keys=True, default=str),
+        "provenance": json.dumps(_provenance(result), sort_keys=True, default=str),
         "policy": json.dumps(result.policy, sort_keys=True, default=str),
         "eval_key": eval_key(problem_id, candidate.id, candidate.hardware),
         **_schedule_columns(result),
     }
     return row
+
+
+def _provenance(result: EvalResult) -> dict[str, Any]:
+    """The evaluator's provenance, with the baseline record the speedup was paired against under ``baseline``
+    (its key, when and where it was measured, and whether this evaluation read it from the node's cache)."""
+    record = (result.timing or {}).get("baseline_record")
+    return {**result.provenance, "baseline": record} if record else dict(result.provenance)
 
 
 def _schedule_columns(result: EvalResult) -> dict[str, Any]:

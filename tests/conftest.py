@@ -1,6 +1,7 @@
 """Fixtures shared by every test directory. Anything a test run writes outside tmp_path goes under the ignored tmp/."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -8,6 +9,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Campaigns measure their baselines into the evaluating node's cache (``[campaign] cache = "node"``): in a test
+# session that is a fresh folder of the session's own, set before anything (Ray's workers, a CLI child) starts and
+# inherits the environment, so that no test reads or writes the user's ~/.cache/kernelswarm.
+(REPO / "tmp").mkdir(exist_ok=True)
+_NODE_CACHE = None if os.environ.get("KSWARM_CACHE") else tempfile.mkdtemp(prefix="node-cache-", dir=REPO / "tmp")
+if _NODE_CACHE:
+    os.environ["KSWARM_CACHE"] = _NODE_CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _NODE_CACHE:
+        shutil.rmtree(_NODE_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
