@@ -83,7 +83,7 @@ def main() -> None:
                     help="the node cache of the after tree's runs: a fresh one each (cold) or one filled beforehand")
     ap.add_argument("--work", default=str(REPO / "tmp" / "before_after"))
     args = ap.parse_args()
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     src = (REPO / args.campaign).resolve()
     trees = {"before": extract(args.before, work / "tree_before"),
