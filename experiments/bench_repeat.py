@@ -25,7 +25,7 @@ CANDIDATE = "experiments/candidates/stacked_linears_merged.py"
 
 
 def bench_once(args: argparse.Namespace, cache: str) -> dict:
-    cmd = [sys.executable, "-m", "search.cli", "bench", args.problem, args.candidate, "--device", args.device,
+    cmd = [sys.executable, "-m", "kswarm.cli", "bench", args.problem, args.candidate, "--device", args.device,
            "--scale", args.scale, "--time-cap", str(args.time_cap), "--processes", str(args.processes), "--cache-dir", cache,
            "--json"]
     t0 = time.monotonic()

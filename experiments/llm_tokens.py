@@ -88,7 +88,7 @@ def main() -> None:
         env = {**os.environ, "RAY_AUTH_MODE": "disabled", "ANTHROPIC_API_KEY": "sk-loopback",
                "ANTHROPIC_BASE_URL": lb.url}
         env.pop("RAY_ADDRESS", None)
-        done = subprocess.run([sys.executable, "-m", "search.cli", "run", str(toml)], env=env, cwd=REPO,
+        done = subprocess.run([sys.executable, "-m", "kswarm.cli", "run", str(toml)], env=env, cwd=REPO,
                               capture_output=True, text=True, start_new_session=True)
         answered = list(lb.answered)
     if done.returncode != 0:

@@ -63,7 +63,9 @@ def run_once(tree: Path, toml: Path, out_dir: Path, limit_s: float, cache: Path)
            "KSWARM_CACHE": str(cache)}
     env.pop("RAY_ADDRESS", None)
     with open(out_dir.parent / f"{out_dir.name}.log", "w") as log:
-        subprocess.run([sys.executable, "-m", "search.cli", "run", str(toml), "--out", str(out_dir)], cwd=tree,
+        # the command line is kswarm.cli; a tree from before it moved has it at search.cli
+        cli = "kswarm.cli" if (tree / "kswarm" / "cli.py").is_file() else "search.cli"
+        subprocess.run([sys.executable, "-m", cli, "run", str(toml), "--out", str(out_dir)], cwd=tree,
                        env=env, stdout=log, stderr=subprocess.STDOUT, timeout=limit_s, start_new_session=True)
     import pyarrow.parquet as pq
     rows = sum(pq.read_metadata(p).num_rows for p in (out_dir / "population").glob("*.parquet"))

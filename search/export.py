@@ -32,7 +32,7 @@ from search.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
-KSWARM_PACKAGES = frozenset({"kernelswarm", "search", "proposers", "evaluators", "cluster"})
+KSWARM_PACKAGES = frozenset({"kernelswarm", "kswarm", "search", "proposers", "evaluators", "cluster"})
 MANIFEST_FORMAT = 1
 
 Remeasure = Callable[[str, str, str], EvalResult]

@@ -45,7 +45,7 @@ RESULT_KEYS = {"verdict", "status", "reason", "max_abs_err", "max_rel_err", "can
 
 def kswarm_command() -> list[str]:
     script = Path(sys.executable).parent / "kswarm"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "search.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kswarm.cli"]
 
 
 def kswarm(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ from proposers.base import StaticView  # noqa: E402
 
 
 def _kswarm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "kswarm.cli", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=120)
 
 

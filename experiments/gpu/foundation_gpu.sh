@@ -7,7 +7,7 @@ set -u
 OUT=${OUT:-/tmp/kswarm-gpu}
 mkdir -p "$OUT"
 export PYTHONPATH=".:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-KS="python3 -m search.cli"
+KS="python3 -m kswarm.cli"
 C=tests/fixtures/candidates/gpu
 P=experiments/problems
 CACHE=/tmp/kswarm-cache

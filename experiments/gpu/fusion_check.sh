@@ -46,7 +46,7 @@ for p in $PROBLEMS; do
     [ -e "$c" ] || continue
     name=$(basename "$c" .py)
     [ -s "$OUT/bench/$name.json" ] && continue
-    timeout 300 python3 -m search.cli bench "$KB/$p.py" "$c" --device cuda --scale default --json \
+    timeout 300 python3 -m kswarm.cli bench "$KB/$p.py" "$c" --device cuda --scale default --json \
       --time-cap "$TIME_CAP" --cache-dir "$CACHE" > "$OUT/bench/$name.json" 2> "$OUT/bench/$name.err"
     echo "$name rc=$? $(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['status'], d.get('speedup'), d['reason'][:100])" "$OUT/bench/$name.json" 2>/dev/null)"
   done

@@ -20,14 +20,14 @@ if [ "${STEP:-start}" = start ]; then
   timeout 180 python3 -m pytest -q -p no:cacheprovider -m cuda tests/proposers/test_triton_templates_match_reference.py \
     tests/evaluators/test_timers.py > "$OUT/cuda_tests.log" 2>&1
   echo "cuda tests rc=$?  $(tail -1 "$OUT/cuda_tests.log")"
-  timeout -s TERM "${SECONDS_LEFT:-380}" python3 -m search.cli run experiments/campaigns/offline_suite_h200.toml \
+  timeout -s TERM "${SECONDS_LEFT:-380}" python3 -m kswarm.cli run experiments/campaigns/offline_suite_h200.toml \
     > "$OUT/run.log" 2>&1
 else
-  timeout -s TERM "${SECONDS_LEFT:-520}" python3 -m search.cli resume "$DIR" > "$OUT/run.log" 2>&1
+  timeout -s TERM "${SECONDS_LEFT:-520}" python3 -m kswarm.cli resume "$DIR" > "$OUT/run.log" 2>&1
 fi
 echo "campaign rc=$?"
 python3 experiments/offline_summary.py "$DIR" > "$OUT/summary.md" 2>&1
-python3 -m search.cli status "$DIR" --json > "$OUT/status.json" 2>&1
+python3 -m kswarm.cli status "$DIR" --json > "$OUT/status.json" 2>&1
 cp "$DIR/logs/campaign.log" "$OUT/campaign.log" 2>/dev/null
 # the directory without the compiler caches, for a resume on a fresh machine and for the record
 tar czf "$OUT/campaign_dir.tgz" --exclude="$DIR/cache/inductor" --exclude="$DIR/cache/triton" \

@@ -61,9 +61,9 @@ PY
     printf '[timing]\ntime_cap_s = %s\nmin_samples = 10\n' "$TIME_CAP"
   } > "$campaign"
   cp "$campaign" "$OUT/campaign.toml"
-  cmd=(python3 -m search.cli run "$campaign" --out "$DIR")
+  cmd=(python3 -m kswarm.cli run "$campaign" --out "$DIR")
 else
-  cmd=(python3 -m search.cli resume "$DIR")
+  cmd=(python3 -m kswarm.cli resume "$DIR")
 fi
 
 nvidia-smi dmon -s u -d 5 > "$OUT/dmon.txt" 2>&1 &
@@ -76,7 +76,7 @@ timeout -s TERM "${SECONDS_LEFT:-480}" "${cmd[@]}" > "$OUT/run.log" 2>&1
 echo "campaign rc=$? wall $(( $(date +%s) - start )) s"
 kill "$dmon" "$memory" 2>/dev/null
 
-python3 -m search.cli status "$DIR" --json > "$OUT/status.json" 2>&1
+python3 -m kswarm.cli status "$DIR" --json > "$OUT/status.json" 2>&1
 python3 experiments/offline_summary.py "$DIR" > "$OUT/summary.md" 2>&1
 cp "$DIR/logs/campaign.log" "$OUT/campaign.log" 2>/dev/null
 tar czf "$OUT/campaign_dir.tgz" --exclude="$DIR/cache" "$DIR" 2>/dev/null

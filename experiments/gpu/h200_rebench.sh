@@ -10,7 +10,7 @@ EXPORT=runs/offline_suite_h200/export
 CACHE=$(mktemp -d /tmp/kswarm-rebench-XXXX)
 for lp in "$@"; do
   pid=${lp#*/}
-  timeout 150 python3 -m search.cli bench "experiments/problems/$lp.py" "$EXPORT/${pid}__h200.py" --device cuda \
+  timeout 150 python3 -m kswarm.cli bench "experiments/problems/$lp.py" "$EXPORT/${pid}__h200.py" --device cuda \
     --scale large --cache-dir "$CACHE" --json > "$OUT/last.json" 2> "$OUT/last.err"
   rc=$?
   python3 - "$pid" "$rc" "$OUT" <<'PY'

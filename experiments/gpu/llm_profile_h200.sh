@@ -14,7 +14,7 @@ for pair in "experiments/problems/level1/softmax.py tests/fixtures/candidates/gp
             "experiments/problems/level2/stacked_linears.py experiments/candidates/stacked_linears_merged.py"; do
   set -- $pair
   name=$(basename "$2" .py)
-  timeout 600 python3 -m search.cli bench "$1" "$2" --device cuda --scale large --cache-dir $CACHE --json \
+  timeout 600 python3 -m kswarm.cli bench "$1" "$2" --device cuda --scale large --cache-dir $CACHE --json \
     > "$OUT/$name.json" 2> "$OUT/$name.err"
   python3 - "$OUT/$name.json" <<'PY'
 import json, sys

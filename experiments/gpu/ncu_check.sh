@@ -111,7 +111,7 @@ timeout "$(cap 60)" python3 -m pytest -q -p no:cacheprovider tests/evaluators/te
 echo "rc=$?"; tail -n 15 "$OUT/pytest.txt"
 
 echo "== 6. kswarm bench --ncu: the pipeline's own ncu step, after timing, with the device still alone"
-timeout 150 python3 -m search.cli bench experiments/problems/level1/softmax.py \
+timeout 150 python3 -m kswarm.cli bench experiments/problems/level1/softmax.py \
   tests/fixtures/candidates/gpu/g03_honest_triton_softmax.py --device cuda --time-cap 1 --ncu --json \
   --cache-dir "$CACHE" > "$OUT/bench_ncu.json" 2> "$OUT/bench_ncu.err"
 echo "rc=$?"

@@ -45,7 +45,7 @@ def test_ray_job_submit_of_the_quickstart_against_a_node_start_head(tmp_path):
     # `kswarm node start --head`, kept in the foreground (--block, passed through to ray start) so that the test
     # owns the head's processes, on ports of its own
     head = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "node", "start", "--head", "--port", str(gcs),
+        [sys.executable, "-m", "kswarm.cli", "node", "start", "--head", "--port", str(gcs),
          "--dashboard-port", str(dash), "--num-cpus", "2", "--temp-dir", temp_dir, "--",
          "--block", f"--object-store-memory={100 * 2**20}", f"--dashboard-agent-listen-port={agent}",
          f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",

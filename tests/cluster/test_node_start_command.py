@@ -63,7 +63,7 @@ def test_a_temp_dir_too_long_for_rays_sockets_gets_one_clear_line():
 
     from cluster.tempdirs import max_temp_dir_bytes
     deep = "/tmp/" + "d" * (max_temp_dir_bytes() - 4)     # one byte over
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "node", "start", "--head", "--dry-run",
+    proc = subprocess.run([sys.executable, "-m", "kswarm.cli", "node", "start", "--head", "--dry-run",
                            "--temp-dir", deep], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 2, proc.stdout + proc.stderr

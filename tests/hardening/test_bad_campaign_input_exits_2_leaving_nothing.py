@@ -44,7 +44,7 @@ kind = "rewrites"
 
 def kswarm(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     script = Path(sys.executable).parent / "kswarm"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "search.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "kswarm.cli"]
     return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "RAY_AUTH_MODE": "disabled", "COLUMNS": "300"}, stdin=subprocess.DEVNULL)
 

@@ -132,7 +132,7 @@ def test_campaign_fixes_resumes_and_replays(tmp_path: Path) -> None:
     script = Script()
     with Loopback(script, slow_s=4.0) as lb:
         lb.faults = ["429", "slow", "529", "500"]
-        proc = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(toml)], env=_env(lb.url), cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "kswarm.cli", "run", str(toml)], env=_env(lb.url), cwd=REPO,
                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             assert script.held.wait(timeout=400), "the third coder request never came"
@@ -140,7 +140,7 @@ def test_campaign_fixes_resumes_and_replays(tmp_path: Path) -> None:
             _kill_everything(proc, run)
         before = [(a["role"], a["prompt"]) for a in lb.answered]
         script.hold.clear()
-        done = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(run)], env=_env(lb.url), cwd=REPO,
+        done = subprocess.run([sys.executable, "-m", "kswarm.cli", "resume", str(run)], env=_env(lb.url), cwd=REPO,
                               capture_output=True, text=True, timeout=600, start_new_session=True)
         assert done.returncode == 0, done.stderr[-3000:]
         after = [(a["role"], a["prompt"]) for a in lb.answered][len(before):]

@@ -79,7 +79,7 @@ static = "warn"
         env = {**os.environ, "RAY_AUTH_MODE": "disabled", "ANTHROPIC_API_KEY": "sk-ant-must-not-leak",
                "OPENAI_API_KEY": "sk-openai-must-not-leak"}
         env.pop("RAY_ADDRESS", None)
-        done = subprocess.run([sys.executable, "-m", "search.cli", "run", str(toml)], env=env, cwd=REPO,
+        done = subprocess.run([sys.executable, "-m", "kswarm.cli", "run", str(toml)], env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=900, start_new_session=True)
         assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "run"

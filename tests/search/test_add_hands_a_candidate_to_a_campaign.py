@@ -25,7 +25,7 @@ def _campaign(tmp: Path) -> Path:
 
 
 def _kswarm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "kswarm.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_added_candidate_is_proposed_by_the_campaigns_inbox(tmp_path: Path) -> None:

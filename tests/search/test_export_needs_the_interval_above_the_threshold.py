@@ -7,7 +7,7 @@ from pathlib import Path
 from popdata import cid, result, row
 from typer.testing import CliRunner
 
-from search.cli import app
+from kswarm.cli import app
 from search.export import export
 from search.population import Population
 

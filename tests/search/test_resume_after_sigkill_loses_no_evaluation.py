@@ -112,7 +112,7 @@ def test_sigkill_at_random_points_then_resume_records_each_evaluation_once(tmp_p
     run_dir = tmp_path / "run"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    kswarm = [sys.executable, "-m", "search.cli"]
+    kswarm = [sys.executable, "-m", "kswarm.cli"]
     from search.campaign import _ray_temp_dir
     rng = random.Random(1234)
     kills = 0
