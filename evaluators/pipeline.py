@@ -249,16 +249,30 @@ def _held_or_out_of_memory(req: EvalRequest, stage: StageClock, timing_slot: Abs
     """``_evaluate_held``, with this evaluator's own running out of device memory (its reference's calls) made a
     verdict like the children's, so that the caller can tell it from a fault of the evaluator."""
     try:
-        return _evaluate_held(req, stage, timing_slot, flags)
+        with contextlib.ExitStack() as cpu_work:
+            with stage("wait_device"):
+                cpu_work.enter_context(_off_timing(req, timing_slot))
+            return _evaluate_held(req, stage, timing_slot, flags, cpu_work)
     except torch.OutOfMemoryError as e:
         torch.cuda.empty_cache()
         return EvalResult(status=Status.RUNTIME_ERROR, device=req.device, reason="the evaluator ran out of device "
                           f"memory running the reference: {str(e).splitlines()[0][:300]}")
 
 
+def _off_timing(req: EvalRequest, timing_slot: AbstractContextManager) -> AbstractContextManager:
+    """On a CPU device (whose cores run the timed calls and build the next candidates alike) with a slot that has
+    ``building``: that hold, which keeps this work off another evaluation's timing while it may overlap other builds
+    and verification. Elsewhere nothing: a GPU's builds run on the host's cores, beside its timing."""
+    if timer_kind(req.device) == "cpu" and hasattr(timing_slot, "building"):
+        return timing_slot.building()
+    return contextlib.nullcontext()
+
+
 def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager,
-                   flags: tuple[str, ...]) -> EvalResult:
-    """The evaluation after its static checks, with its share of the device's memory held."""
+                   flags: tuple[str, ...], cpu_work: contextlib.ExitStack) -> EvalResult:
+    """The evaluation after its static checks, with its share of the device's memory held. ``cpu_work`` holds
+    ``_off_timing`` for the reference's build and the candidate's start-up and build; it is let go before the
+    verification (which takes verify slots) and taken again for the baselines' builds."""
     seed = req.verify.seed if req.verify.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
@@ -297,6 +311,7 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
                         # timing (its kernels run once); the rest of the warm-up is verification and calibration
                         ready = init_child(child, "candidate", ref, candidate_path=cand_path, warmup=_build_calls(
                             req, timing_slot), digest_inputs=req.verify.digest_inputs)
+                    cpu_work.close()    # the build is done; verification holds the device's verify slots
                     with stage("verify"):
                         # verifications may overlap with each other on this device, never with timing: each call's
                         # device work holds a verify slot, the outputs' way through the pipe holds none
@@ -315,12 +330,16 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
                         # holding nothing, like the candidate's build; only timed calls wait for the device alone
                         # the stored record to pair against; none when missing or a re-measurement asks afresh
                         known = plan.record if req.timing.rounds < 2 else None
-                        with stage("baseline"):
-                            subjects = _baseline_children(req, ref, plan, known, cache_dir, slot, _build_calls(
-                                req, timing_slot), _kept_hold(req, ref, timing_slot))
+                        with contextlib.ExitStack() as building:
+                            with stage("wait_device"):
+                                building.enter_context(_off_timing(req, timing_slot))
+                            with stage("baseline"):
+                                subjects = _baseline_children(req, ref, plan, known, cache_dir, slot, _build_calls(
+                                    req, timing_slot), _kept_hold(req, ref, timing_slot))
                         POOL.settle()       # no start-up of this evaluation's spares competes with a timed call
                         with stage("wait_device"):      # for the device alone: other candidates' timing
                             slot.enter_context(timing_slot)
+                            POOL.settle()   # nor one that another evaluation's build started meanwhile
                         record, paired = _time(req, ref, child, plan, known, subjects, bdir, rng, checks, stage,
                                                cache_dir)
                         # of the time stage, the checks of timed calls (reference, outputs through the pipe)

@@ -180,7 +180,8 @@ class CampaignConfig:
         for t in self.targets:
             if t.hardware == hardware and t.build_ahead is not None:
                 return t.build_ahead
-        return 0 if device_kind(hardware) == "cpu" else self.verify_slots(hardware)
+        # a CPU device builds one more candidate while another is verified (builds never overlap its timing)
+        return 1 if device_kind(hardware) == "cpu" else self.verify_slots(hardware)
 
     def in_flight(self, hardware: str) -> int:
         """Evaluations one device of ``hardware`` holds at once: its verify slots and the builds ahead of them."""

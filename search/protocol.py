@@ -50,7 +50,9 @@ class DeviceSlot:
     An exclusive request waits for the shared holders to leave and keeps new ones out meanwhile, so a stream of
     verifications cannot starve timing. Neither hold is re-entrant, and a shared holder must leave before it asks
     for the exclusive hold. ``shared_limit`` bounds the shared holders at once (the device's verify slots), so an
-    evaluator may hold more evaluations than that, the rest building; None: no bound."""
+    evaluator may hold more evaluations than that, the rest building; None: no bound. ``building()`` is the hold
+    for work that must stay off the device while it is timed but may overlap everything else (a CPU device's
+    builds)."""
 
     def __init__(self, shared_limit: int | None = None) -> None:
         if shared_limit is not None and shared_limit < 1:
@@ -62,6 +64,7 @@ class DeviceSlot:
         self._waiting = 0           # exclusive requests waiting
         self._reserved = 0          # device memory the evaluations under way reserved, bytes
         self._alone_waiting = 0     # reservations of the whole capacity waiting: they keep new ones out
+        self._building = 0          # holders of ``building``: work that may overlap anything but timing
 
     @contextlib.contextmanager
     def reserve(self, nbytes: int, capacity: int):
@@ -126,11 +129,27 @@ class DeviceSlot:
                 self._shared -= 1
                 self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def building(self):
+        """The hold for work that may overlap builds and verification but never timing: on a CPU device, whose
+        cores both run the timed calls and build the next candidates, a build, a child's start-up or a reference
+        run. Not bounded by the verify slots; it waits while timing holds the device or waits for it, and timing
+        waits for it to be left. A holder must leave it before asking for a shared or the exclusive hold."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._building += 1
+        try:
+            yield self
+        finally:
+            with self._cond:
+                self._building -= 1
+                self._cond.notify_all()
+
     def __enter__(self) -> "DeviceSlot":
         with self._cond:
             self._waiting += 1
             try:
-                self._cond.wait_for(lambda: not self._exclusive and not self._shared)
+                self._cond.wait_for(lambda: not self._exclusive and not self._shared and not self._building)
             finally:
                 self._waiting -= 1
             self._exclusive = True
@@ -145,6 +164,11 @@ class DeviceSlot:
         """(shared holders, whether it is held alone), for tests and the live view."""
         with self._cond:
             return self._shared, self._exclusive
+
+    def builders(self) -> int:
+        """Holders of ``building`` now, for tests and the live view."""
+        with self._cond:
+            return self._building
 
 
 def accepts_timing_slot(fn: Callable[..., Any]) -> bool:

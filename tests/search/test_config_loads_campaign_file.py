@@ -102,12 +102,12 @@ time_cap_s = 3.5
     assert c.bench_request(problem, "SOURCE", "cpu", "default", "/c", rounds=1).timing.rounds == 1
 
 
-def test_a_gpu_holds_builds_ahead_of_its_verify_slots_and_a_cpu_none_unless_asked(campaign_file: Path) -> None:
+def test_a_gpu_holds_builds_ahead_of_its_verify_slots_and_a_cpu_one(campaign_file: Path) -> None:
     text = campaign_file.read_text().replace('hardware = "cpu"\n', 'hardware = "cpu"\n\n[[targets]]\n'
                                              'hardware = "h200"\nverify_slots = 6\n\n[[targets]]\n'
                                              'hardware = "h100"\nbuild_ahead = 0\n')
     campaign_file.write_text(text)
     c = load_config(campaign_file)
-    assert (c.verify_slots("cpu"), c.build_ahead("cpu"), c.in_flight("cpu")) == (1, 0, 1)
+    assert (c.verify_slots("cpu"), c.build_ahead("cpu"), c.in_flight("cpu")) == (1, 1, 2)
     assert (c.verify_slots("h200"), c.build_ahead("h200"), c.in_flight("h200")) == (6, 6, 12)
     assert (c.verify_slots("h100"), c.build_ahead("h100"), c.in_flight("h100")) == (2, 0, 2)
