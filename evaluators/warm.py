@@ -148,8 +148,12 @@ class SparePool:
                 child.arm(dataclasses.replace(child.limits, timeout_s=SPARE_IDLE_S,
                                               timeout_why="a built baseline waiting to be taken"))
                 with self._lock:
+                    # two evaluations of one problem at once each built a child: the one kept before is ended, not
+                    # dropped from the table alive (its process and its memory reservation would outlive it)
+                    replaced = self._built.pop(full, None)
                     self._built[full] = child
                     evicted = [self._built.popitem(last=False)[1] for _ in range(len(self._built) - self.max_built)]
+                    evicted += [replaced] if replaced is not None else []
                 for old in evicted:
                     _end(old)
             else:

@@ -107,3 +107,22 @@ def test_kept_children_hold_reservations_and_give_them_back(pool, kswarm_cache_d
     pool.drop_built()
     a.proc.wait(10)
     assert not slot.would_wait(cap, cap)                       # every hold given back
+
+
+def test_two_children_built_at_once_for_one_problem_keep_one_and_end_the_other(pool, kswarm_cache_dir):
+    # two evaluations of one problem in flight at once each build the baseline; when both are done, one child is
+    # kept and the other is ended with its reservation given back, not dropped from the table still running
+    slot = DeviceSlot()
+    cap = 10 * GB
+    hold = lambda: slot.try_reserve(3 * GB, cap)               # noqa: E731
+    limits = SandboxLimits(timeout_s=120)
+    with pool.built_baseline(limits, kswarm_cache_dir, ("p",), lambda child: {}, hold) as first:
+        with pool.built_baseline(limits, kswarm_cache_dir, ("p",), lambda child: {}, hold) as second:
+            assert first is not second
+        assert second.proc.poll() is None                      # done first: kept
+    second.proc.wait(10)                                       # replaced by the one done last: ended
+    assert first.proc.poll() is None
+    assert not slot.would_wait(7 * GB, cap) and slot.would_wait(8 * GB, cap)   # one 3 GB hold, not two
+    pool.drop_built()
+    first.proc.wait(10)
+    assert not slot.would_wait(cap, cap)

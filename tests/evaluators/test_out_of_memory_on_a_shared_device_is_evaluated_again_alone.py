@@ -40,7 +40,7 @@ def test_the_second_run_has_the_memory_alone_and_its_verdict_stands(shared_cuda,
     slot = DeviceSlot()
     seen = []
 
-    def body(req, stage, timing_slot, flags):
+    def body(req, stage, timing_slot, flags, cpu_work):
         seen.append(slot._reserved)
         if len(seen) == 1:
             return EvalResult(Status.RUNTIME_ERROR, OOM)
@@ -57,7 +57,7 @@ def test_the_second_run_has_the_memory_alone_and_its_verdict_stands(shared_cuda,
 def test_an_out_of_memory_alone_is_the_verdict_and_other_failures_are_not_run_again(shared_cuda, monkeypatch):
     calls = []
 
-    def body(req, stage, timing_slot, flags):
+    def body(req, stage, timing_slot, flags, cpu_work):
         calls.append(1)
         return EvalResult(Status.RUNTIME_ERROR, OOM)
 
@@ -74,7 +74,7 @@ def test_an_out_of_memory_alone_is_the_verdict_and_other_failures_are_not_run_ag
 def test_the_evaluators_own_out_of_memory_is_a_verdict_not_a_crash(shared_cuda, monkeypatch):
     calls = []
 
-    def body(req, stage, timing_slot, flags):
+    def body(req, stage, timing_slot, flags, cpu_work):
         calls.append(1)
         if len(calls) == 1:
             raise pipeline.torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
