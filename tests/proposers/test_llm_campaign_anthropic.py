@@ -79,6 +79,7 @@ path = "{tiny_problem(tmp)}"
 
 [[targets]]
 hardware = "cpu"
+build_ahead = 0    # one evaluation at a time: the request counts below follow the feed one by one
 
 [[proposers]]
 kind = "llm"
