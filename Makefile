@@ -19,7 +19,7 @@ run: setup
 	RAY_AUTH_MODE=disabled $(BIN)/kswarm run experiments/campaigns/quickstart.toml
 
 test: setup
-	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q --durations=30
 
 clean:
 	rm -rf $(VENV) tmp runs

@@ -29,21 +29,20 @@ import torch
 from evaluators import __version__ as tool_version
 from evaluators import device_memory, integrity, limits as lim, static_checks
 from evaluators import inputs as inp
-from evaluators.baseline import BaselineRecord, baseline_dir, default_cache_dir, lookup, record_from_pairing
-from evaluators.judge import (CheckLog, Reference, Rejected, TimedSubject, audit, build_reference,
+from evaluators.baseline import baseline_dir, default_cache_dir
+from evaluators.judge import (CheckLog, Reference, Rejected, audit, build_reference,
                               host_clock_consistent, init_child, ping_overhead, timed_loop, timer_kind, verify_calls)
 from evaluators.machines import cpu_model_name, nvidia_driver_version
-from evaluators.paired import PairedRun, paired_blocks, per_process, pooled
-from evaluators.policy import EvalRequest, TimingPolicy, VerifyPolicy
+from evaluators.policy import EvalRequest
 from evaluators.profiling import profile_in_child, with_ncu, with_profile
 from evaluators.problem import check_candidate_source
 from evaluators.result import EvalResult, Status
-from evaluators.sandbox import Child, ChildFailed, SandboxLimits
+from evaluators.sandbox import ChildFailed
+from evaluators.timing_phase import VERIFY_MODE_CALLS, applied, baseline_children, make_plan, timed
 from evaluators.timing_result import with_timing
 from evaluators.warm import POOL, SPARE_IDLE_S
 
 log = logging.getLogger(__name__)
-VERIFY_MODE_CALLS = 30
 
 
 def provenance(device: str, device_name: str) -> dict[str, Any]:
@@ -177,38 +176,6 @@ def _kept_hold(req: EvalRequest, ref: Reference, timing_slot: AbstractContextMan
     return lambda: timing_slot.try_reserve(kept, capacity)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    """The limits of this evaluation's children, following the problem."""
-    candidate: SandboxLimits
-    baseline: SandboxLimits
-    call_s: float
-    record: BaselineRecord | None
-
-
-def _plan(req: EvalRequest, ref: Reference, device_name: str, bdir: Path) -> _Plan:
-    known = lookup(ref, device_name, req.timing, bdir)
-    call_s = max(ref.call_s, known.stats(known.fastest).median_ms / 1e3 if known and known.baselines else 0.0, 1e-3)
-    weights = sum(v.numel() * v.element_size() for v in ref.state_dict.values())
-    # the child holds the weights twice (received, and in its model); on a CPU also a few sets of inputs and outputs
-    held = 2 * weights + (4 * (ref.in_bytes + ref.out_bytes) if timer_kind(req.device) == "cpu" else 0)
-    memory = lim.memory_limit(req, known.footprint_mb if known else None, lim.TORCH_OVERHEAD_MB + held / (1 << 20))
-    probes = len(req.verify.probes)
-    calls = req.timing.warmup + req.verify.trials + probes + (VERIFY_MODE_CALLS if req.mode == "verify" else 0) + 2
-    cand = lim.sandbox_limits(req, memory=memory, timeout=lim.build_timeout(req, req.candidate_source, calls, call_s))
-    build = lim.build_timeout(req, None, req.timing.warmup + 1, call_s)
-    timing = lim.timing_timeout(req, call_s, 1)
-    base = lim.sandbox_limits(req, memory=memory, timeout=(min(req.verify.timeout_s, build[0] + timing[0]),
-                                                           f"{build[1]}; then {timing[1]}"))
-    return _Plan(cand, base, call_s, known)
-
-
-def _applied(plan: _Plan) -> dict[str, Any]:
-    c = plan.candidate
-    return {"memory_limit_mb": c.memory_mb, "memory_limit_why": c.memory_why, "timeout_limit_s": round(c.timeout_s, 1),
-            "timeout_limit_why": c.timeout_why}
-
-
 def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager) -> EvalResult:
     with stage("static"):
         flags, early = _static(req)
@@ -250,8 +217,7 @@ def _held_or_out_of_memory(req: EvalRequest, stage: StageClock, timing_slot: Abs
     verdict like the children's, so that the caller can tell it from a fault of the evaluator."""
     try:
         with contextlib.ExitStack() as cpu_work:
-            with stage("wait_device"):
-                cpu_work.enter_context(_off_timing(req, timing_slot))
+            cpu_work.enter_context(_off_timing(req, timing_slot, stage))
             return _evaluate_held(req, stage, timing_slot, flags, cpu_work)
     except torch.OutOfMemoryError as e:
         torch.cuda.empty_cache()
@@ -259,13 +225,19 @@ def _held_or_out_of_memory(req: EvalRequest, stage: StageClock, timing_slot: Abs
                           f"memory running the reference: {str(e).splitlines()[0][:300]}")
 
 
-def _off_timing(req: EvalRequest, timing_slot: AbstractContextManager) -> AbstractContextManager:
+@contextlib.contextmanager
+def _off_timing(req: EvalRequest, timing_slot: AbstractContextManager, stage: StageClock) -> Iterator[None]:
     """On a CPU device (whose cores run the timed calls and build the next candidates alike) with a slot that has
     ``building``: that hold, which keeps this work off another evaluation's timing while it may overlap other builds
-    and verification. Elsewhere nothing: a GPU's builds run on the host's cores, beside its timing."""
-    if timer_kind(req.device) == "cpu" and hasattr(timing_slot, "building"):
-        return timing_slot.building()
-    return contextlib.nullcontext()
+    and verification; the wait for it counts as ``wait_device``. Elsewhere nothing: a GPU's builds run on the host's
+    cores, beside its timing."""
+    if timer_kind(req.device) != "cpu" or not hasattr(timing_slot, "building"):
+        yield
+        return
+    with contextlib.ExitStack() as held:
+        with stage("wait_device"):
+            held.enter_context(timing_slot.building())
+        yield
 
 
 def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager,
@@ -287,8 +259,8 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
         device_memory.remember(req.problem_path, req.scale, req.device,
                                inp.nbytes(list(ref.state_dict.values())) + ref.in_bytes + ref.out_bytes)
     device_name = integrity.device_name(req.device)
-    plan = _plan(req, ref, device_name, bdir)
-    base["policy"] = {**base["policy"], **_applied(plan)}
+    plan = make_plan(req, ref, device_name, bdir)
+    base["policy"] = {**base["policy"], **applied(plan)}
     checks = CheckLog()
     ready: dict[str, Any] = {}
     run = paired = record = None
@@ -330,17 +302,14 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
                         # holding nothing, like the candidate's build; only timed calls wait for the device alone
                         # the stored record to pair against; none when missing or a re-measurement asks afresh
                         known = plan.record if req.timing.rounds < 2 else None
-                        with contextlib.ExitStack() as building:
-                            with stage("wait_device"):
-                                building.enter_context(_off_timing(req, timing_slot))
-                            with stage("baseline"):
-                                subjects = _baseline_children(req, ref, plan, known, cache_dir, slot, _build_calls(
-                                    req, timing_slot), _kept_hold(req, ref, timing_slot))
+                        with _off_timing(req, timing_slot, stage), stage("baseline"):
+                            subjects = baseline_children(req, ref, plan, known, cache_dir, slot, _build_calls(
+                                req, timing_slot), _kept_hold(req, ref, timing_slot))
                         POOL.settle()       # no start-up of this evaluation's spares competes with a timed call
                         with stage("wait_device"):      # for the device alone: other candidates' timing
                             slot.enter_context(timing_slot)
                             POOL.settle()   # nor one that another evaluation's build started meanwhile
-                        record, paired = _time(req, ref, child, plan, known, subjects, bdir, rng, checks, stage,
+                        record, paired = timed(req, ref, child, plan, known, subjects, bdir, rng, checks, stage,
                                                cache_dir)
                         # of the time stage, the checks of timed calls (reference, outputs through the pipe)
                         stage.seconds["time_checks"] = round(paired.check_s, 4)
@@ -387,87 +356,6 @@ def _build_calls(req: EvalRequest, timing_slot: AbstractContextManager) -> int:
     compiles, since a build holds nothing and may overlap another candidate's timing; the remaining warm-up calls
     come as verification and as calibration inside the timing slot. Alone on its device, the policy's warm-up."""
     return 1 if hasattr(timing_slot, "shared") else req.timing.warmup
-
-
-def _baseline_children(req: EvalRequest, ref: Reference, plan: _Plan, known: BaselineRecord | None,
-                       cache_dir: Path, slot: contextlib.ExitStack, warmup: int,
-                       hold: Any = None) -> dict[str, Child]:
-    """A built child per baseline to pair with the candidate, held in ``slot``: the ``known`` record's contenders,
-    or every baseline when there is none (the node has no record yet, or a re-measurement asks for a fresh one), so
-    that pairing measures the record too. Kept children of the same problem are reused; ``hold`` reserves a kept
-    one's device memory (``_kept_hold``)."""
-    names = known.contenders() if known is not None else list(req.timing.baselines)
-    out: dict[str, Child] = {}
-    try:
-        for name in names:
-            def build(bchild: Child, name: str = name) -> dict[str, Any]:
-                return init_child(bchild, name, ref, candidate_path=None, warmup=warmup)
-            key = (name, ref.info.source_hash, ref.info.scale, ref.device)
-            out[name] = slot.enter_context(POOL.built_baseline(plan.baseline, cache_dir, key, build, hold))
-    except (Rejected, ChildFailed) as e:
-        raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
-    return out
-
-
-def _time(req: EvalRequest, ref: Reference, child, plan: _Plan, known: BaselineRecord | None,
-          children: dict[str, Child], bdir: Path, rng: random.Random, checks: CheckLog,
-          stage: StageClock, cache_dir: Path) -> tuple[BaselineRecord, PairedRun]:
-    """The timing phase, with the slot held: the candidate paired with the built baselines, each in its own child;
-    with ``timing.processes`` above 1, then again in that many pairs of fresh processes in all, each with its share
-    of the time cap; without a ``known`` record, the record is made from the baselines' calls timed here."""
-    flush = req.timing.flush_for(timer_kind(req.device))
-    subjects = {n: TimedSubject(c, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
-                for n, c in children.items()}
-    with stage("time"):
-        baseline_ms = known.stats(known.fastest).median_ms if known is not None else ref.call_s * 1e3
-        call_s = max(plan.call_s, baseline_ms / 1e3)
-        child.arm(lim.with_timeout(plan.candidate, lim.timing_timeout(req, call_s, 1 + len(subjects))))
-        for s in subjects.values():
-            s.child.arm(lim.with_timeout(plan.baseline, lim.timing_timeout(req, call_s, 1 + len(subjects))))
-        candidate = TimedSubject(child, ref, req.verify, rng, checks, flush=flush)
-        share = per_process(req.timing)
-        runs = [paired_blocks(candidate, subjects, share, baseline_ms)]
-        for _ in range(req.timing.processes - 1):
-            runs.append(_paired_in_fresh_processes(req, ref, plan, list(children), cache_dir, rng, checks, share,
-                                                   baseline_ms, call_s))
-        paired = pooled(runs)
-    if known is None:
-        built = {n: {"compile_seconds": c.build_info.get("compile_seconds"),
-                     "peak_rss_mb": round(c.peak_rss / (1 << 20), 1)} for n, c in children.items()}
-        known = record_from_pairing(ref, device_name=integrity.device_name(req.device), timing=req.timing,
-                                    directory=bdir, samples=paired.baselines, built=built,
-                                    fresh=req.timing.rounds >= 2)
-    return known, dataclasses.replace(paired, reused={n: c.reused for n, c in children.items()})
-
-
-def _paired_in_fresh_processes(req: EvalRequest, ref: Reference, plan: _Plan, names: list[str], cache_dir: Path,
-                               rng: random.Random, checks: CheckLog, timing: TimingPolicy, baseline_ms: float,
-                               call_s: float) -> PairedRun:
-    """One more pair of paired timing, in processes that have run nothing yet: the candidate built again in a new
-    child and checked on one fresh trial before its timed calls (which are checked at random as in the first), the
-    baselines built again in new children (never kept ones). The children end with it."""
-    flush = req.timing.flush_for(timer_kind(req.device))
-    with contextlib.ExitStack() as held:
-        child = held.enter_context(POOL.take(plan.candidate, cache_dir, "candidate"))
-        path = child.scratch / "candidate.py"
-        path.write_text(req.candidate_source)
-        ready = init_child(child, "candidate", ref, candidate_path=path, warmup=req.timing.warmup,
-                           digest_inputs=req.verify.digest_inputs)
-        verify_calls(child, ref, dataclasses.replace(req.verify, trials=1, probes=()), rng, checks)
-        subjects: dict[str, TimedSubject] = {}
-        for name in names:
-            bchild = held.enter_context(POOL.take(plan.baseline, cache_dir, "baseline"))
-            try:
-                init_child(bchild, name, ref, candidate_path=None, warmup=req.timing.warmup)
-            except (Rejected, ChildFailed) as e:
-                raise Rejected(Status.BASELINE_ERROR, f"the {name} baseline failed: {e.reason}") from None
-            bchild.arm(lim.with_timeout(plan.baseline, lim.timing_timeout(req, call_s, 1 + len(names))))
-            subjects[name] = TimedSubject(bchild, ref, VerifyPolicy(), rng, CheckLog(), flush=flush, check=False)
-        child.arm(lim.with_timeout(plan.candidate, lim.timing_timeout(req, call_s, 1 + len(names))))
-        run = paired_blocks(TimedSubject(child, ref, req.verify, rng, checks, flush=flush), subjects, timing,
-                            baseline_ms)
-        audit(child, ready["settings_before"])
-    return run
 
 
 def _errors(checks: CheckLog) -> dict[str, Any]:

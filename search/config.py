@@ -63,7 +63,8 @@ def _positive(**extra: Any) -> dict[str, Any]:
     return {"min": 1, **extra}
 
 
-CACHE_NODE, CACHE_CAMPAIGN = "node", "campaign"
+CACHE_NODE, CACHE_CAMPAIGN = "node", "campaign"      # the named values of [campaign] cache
+
 # at least a second (RLIMIT_CPU counts whole seconds), at most about 35,000 years: a finite limit the kernel takes
 _CPU_TIME_BOUNDS = {"min": 1.0, "max": 2.0**40}
 

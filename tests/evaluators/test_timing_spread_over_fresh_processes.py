@@ -124,3 +124,27 @@ def test_a_bench_over_two_pairs_of_processes_starts_a_new_pair_and_reports_both(
     # the new pair's candidate was checked too: one trial before its timed calls, and timed calls at random
     assert two.checked_calls > one.checked_calls
     assert one.timing["processes"] == 1 and one.timing["process_speedups"] == []
+
+
+def test_the_first_pair_outlasts_a_fresh_pair_that_builds_for_longer_than_its_timing_limit(tmp_path, monkeypatch):
+    # a cold torch.compile on a busy host can build a fresh pair for longer than the wall clock armed for timing;
+    # the first pair's children, idle meanwhile and used again afterwards, must not run past a deadline
+    from evaluators import limits, timing_phase
+    monkeypatch.setattr(limits, "timing_timeout", lambda req, call_s, subjects: (4.0, "4 s to time, for this test"))
+    build = timing_phase.init_child
+    slow: list[str] = []
+
+    def slow_candidate_build(child, name, *args, **kwargs):
+        if name == "candidate":          # the fresh pair's candidate (the first one is built by the pipeline)
+            slow.append(name)
+            import time
+            time.sleep(6.0)
+        return build(child, name, *args, **kwargs)
+
+    monkeypatch.setattr(timing_phase, "init_child", slow_candidate_build)
+    problem = tmp_path / "tanh_double.py"
+    problem.write_text(PROBLEM)
+    two = _bench(problem, tmp_path / "cache", 2)
+    assert slow == ["candidate"]
+    assert two.status == Status.ACCEPTED, two.reason
+    assert two.timing["processes"] == 2
