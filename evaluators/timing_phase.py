@@ -92,14 +92,15 @@ def timed(req: EvalRequest, ref: Reference, child, plan: Plan, known: BaselineRe
     with stage("time"):
         baseline_ms = known.stats(known.fastest).median_ms if known is not None else ref.call_s * 1e3
         call_s = max(plan.call_s, baseline_ms / 1e3)
-        child.arm(lim.with_timeout(plan.candidate, lim.timing_timeout(req, call_s, 1 + len(subjects))))
+        timing = lim.timing_timeout(req, call_s, 1 + len(subjects))
+        child.arm(lim.with_timeout(plan.candidate, timing))
         for s in subjects.values():
-            s.child.arm(lim.with_timeout(plan.baseline, lim.timing_timeout(req, call_s, 1 + len(subjects))))
+            s.child.arm(lim.with_timeout(plan.baseline, timing))
         candidate = TimedSubject(child, ref, req.verify, rng, checks, flush=flush)
         share = per_process(req.timing)
         runs = [paired_blocks(candidate, subjects, share, baseline_ms)]
         for _ in range(req.timing.processes - 1):
-            _wait_for_a_fresh_pair(req, plan, [child, *children.values()], len(children), call_s)
+            _wait_for_a_fresh_pair(plan, [child, *children.values()], len(children), timing[0])
             runs.append(_paired_in_fresh_processes(req, ref, plan, list(children), cache_dir, rng, checks, share,
                                                    baseline_ms, call_s))
         paired = pooled(runs)
@@ -112,11 +113,10 @@ def timed(req: EvalRequest, ref: Reference, child, plan: Plan, known: BaselineRe
     return known, dataclasses.replace(paired, reused={n: c.reused for n, c in children.items()})
 
 
-def _wait_for_a_fresh_pair(req: EvalRequest, plan: Plan, idle: list, baselines: int, call_s: float) -> None:
+def _wait_for_a_fresh_pair(plan: Plan, idle: list[Child], baselines: int, timing_s: float) -> None:
     """Re-arm the first pair's children, idle while a pair of fresh processes is built and timed, with the wall clock
     that pair may take (its children's build limits and its timing), so that a slow build (a cold torch.compile on a
     busy host) does not run the idle ones past a deadline armed for timing alone."""
-    timing_s, _ = lim.timing_timeout(req, call_s, 1 + baselines)
     seconds = plan.candidate.timeout_s + baselines * plan.baseline.timeout_s + timing_s
     why = (f"idle while a pair of fresh processes is built and timed: the candidate's build limit of "
            f"{plan.candidate.timeout_s:.0f} s, {baselines} baseline(s) at {plan.baseline.timeout_s:.0f} s and "
