@@ -36,8 +36,7 @@ def get_init_inputs():
     return []
 '''
 
-BODIES = ["x * 2.0", "x + x", "2.0 * x", "torch.mul(x, 2.0)", "x.mul(2.0)", "torch.add(x, x)", "x.add(x)",
-          "(x * 4.0) / 2.0"]
+BODIES = ["x * 2.0", "x + x", "2.0 * x", "torch.mul(x, 2.0)", "x.mul(2.0)"]
 
 
 def _candidate(body: str) -> str:
@@ -120,7 +119,7 @@ def test_sigkill_at_random_points_then_resume_records_each_evaluation_once(tmp_p
     for _ in range(3):
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(6.0, 30.0))
+        time.sleep(rng.uniform(5.0, 20.0))   # the driver's start, a Ray start and evaluations
         if proc.poll() is None:
             _kill_everything(proc, Path(_ray_temp_dir(run_dir)).name)
             kills += 1
