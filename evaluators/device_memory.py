@@ -69,10 +69,29 @@ def data_bytes(problem_path: str, scale: str, device: str) -> int | None:
 
 
 def need_bytes(data: int | None, capacity: int) -> int:
-    """The reservation for an evaluation whose reference holds ``data`` bytes (None: unknown) out of ``capacity``."""
+    """The reservation for an evaluation whose reference holds ``data`` bytes (None: unknown) out of ``capacity``,
+    at its largest (while its candidate and baselines are timed)."""
     if data is None:
         return int(UNKNOWN_SHARE * capacity)
     return DEVICE_DATA_MULTIPLE * data + CHILD_CONTEXT_BYTES
+
+
+# The reservation follows the evaluation's phases. Until its baselines' children are built it holds the reference,
+# its inputs, outputs and float64 copy in the evaluator and the candidate's child (its copy, the poison, its
+# temporaries) with one context; then it grows by the baselines' children (each its weights, inputs and outputs and
+# a context) for the timing. The two together are ``need_bytes``: the peak is covered as before, and evaluations
+# building or verifying take less of the device meanwhile.
+BASELINES_DATA_MULTIPLE = 3
+
+
+def phase_bytes(data: int | None, capacity: int) -> tuple[int, int]:
+    """(bytes held from the start, bytes added before the baselines' children are built) for an evaluation whose
+    reference holds ``data`` bytes (None: unknown, then all of it from the start); the sum is ``need_bytes``."""
+    total = need_bytes(data, capacity)
+    if data is None:
+        return total, 0
+    later = BASELINES_DATA_MULTIPLE * data + 2 * CHILD_CONTEXT_BYTES // 3
+    return total - later, later
 
 
 # A kept baseline child's device memory while it waits for the next candidate of its problem, as a multiple of

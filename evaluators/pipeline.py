@@ -160,10 +160,25 @@ def _reservation(req: EvalRequest, timing_slot: AbstractContextManager) -> Abstr
     if not _shares_device_memory(req, timing_slot):
         return contextlib.nullcontext()
     capacity = device_memory.capacity_bytes(req.device)
-    need = device_memory.need_bytes(device_memory.data_bytes(req.problem_path, req.scale, req.device), capacity)
-    if timing_slot.would_wait(need, capacity):
-        POOL.drop_built(enough=lambda: not timing_slot.would_wait(need, capacity))
-    return timing_slot.reserve(need, capacity)
+    now, later = device_memory.phase_bytes(device_memory.data_bytes(req.problem_path, req.scale, req.device),
+                                           capacity)
+    if req.mode != "bench":         # no baselines' children: nothing to grow by
+        now, later = now + later, 0
+    if timing_slot.would_wait(now, capacity, later):
+        POOL.drop_built(enough=lambda: not timing_slot.would_wait(now, capacity, later))
+    return timing_slot.reserve(now, capacity, later)
+
+
+def _grow_for_baselines(reservation: Any) -> None:
+    """The reservation's growth for the baselines' children (``device_memory.phase_bytes``), taken before they
+    are built; kept baseline children are let go, the longest kept first, while it would wait. Nothing off a
+    shared device (``reservation`` None)."""
+    if reservation is None:
+        return
+    slot = reservation.slot
+    if slot.would_wait_to_grow(reservation.growth, reservation.capacity):
+        POOL.drop_built(enough=lambda: not slot.would_wait_to_grow(reservation.growth, reservation.capacity))
+    reservation.grow()
 
 
 def _kept_hold(req: EvalRequest, ref: Reference, timing_slot: AbstractContextManager):
@@ -183,8 +198,8 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
         return early
     with contextlib.ExitStack() as held:
         with stage("wait_memory"):
-            held.enter_context(_reservation(req, timing_slot))
-        result = _held_or_out_of_memory(req, stage, timing_slot, flags)
+            reservation = held.enter_context(_reservation(req, timing_slot))
+        result = _held_or_out_of_memory(req, stage, timing_slot, flags, reservation)
     if not (_out_of_memory(result) and _shares_device_memory(req, timing_slot)):
         return result
     # out of memory while other evaluations shared the device: that verdict is the sharing's, not the candidate's.
@@ -194,8 +209,8 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     capacity = device_memory.capacity_bytes(req.device)
     with contextlib.ExitStack() as held:
         with stage("wait_memory"):
-            held.enter_context(timing_slot.reserve(capacity, capacity))
-        again = _held_or_out_of_memory(req, stage, timing_slot, flags)
+            alone = held.enter_context(timing_slot.reserve(capacity, capacity))
+        again = _held_or_out_of_memory(req, stage, timing_slot, flags, alone)
     return dataclasses.replace(again, provenance={**again.provenance, "evaluated_alone_after": result.reason[:300]})
 
 
@@ -212,13 +227,13 @@ def _out_of_memory(result: EvalResult) -> bool:
 
 
 def _held_or_out_of_memory(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager,
-                           flags: tuple[str, ...]) -> EvalResult:
+                           flags: tuple[str, ...], reservation: Any) -> EvalResult:
     """``_evaluate_held``, with this evaluator's own running out of device memory (its reference's calls) made a
     verdict like the children's, so that the caller can tell it from a fault of the evaluator."""
     try:
         with contextlib.ExitStack() as cpu_work:
             cpu_work.enter_context(_off_timing(req, timing_slot, stage))
-            return _evaluate_held(req, stage, timing_slot, flags, cpu_work)
+            return _evaluate_held(req, stage, timing_slot, flags, cpu_work, reservation)
     except torch.OutOfMemoryError as e:
         torch.cuda.empty_cache()
         return EvalResult(status=Status.RUNTIME_ERROR, device=req.device, reason="the evaluator ran out of device "
@@ -241,10 +256,11 @@ def _off_timing(req: EvalRequest, timing_slot: AbstractContextManager, stage: St
 
 
 def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextManager,
-                   flags: tuple[str, ...], cpu_work: contextlib.ExitStack) -> EvalResult:
-    """The evaluation after its static checks, with its share of the device's memory held. ``cpu_work`` holds
-    ``_off_timing`` for the reference's build and the candidate's start-up and build; it is let go before the
-    verification (which takes verify slots) and taken again for the baselines' builds."""
+                   flags: tuple[str, ...], cpu_work: contextlib.ExitStack, reservation: Any) -> EvalResult:
+    """The evaluation after its static checks, with its share of the device's memory held (``reservation``, None
+    off a shared device; it grows before the baselines' children are built). ``cpu_work`` holds ``_off_timing``
+    for the reference's build and the candidate's start-up and build; it is let go before the verification (which
+    takes verify slots) and taken again for the baselines' builds."""
     seed = req.verify.seed if req.verify.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
@@ -302,6 +318,8 @@ def _evaluate_held(req: EvalRequest, stage: StageClock, timing_slot: AbstractCon
                         # holding nothing, like the candidate's build; only timed calls wait for the device alone
                         # the stored record to pair against; none when missing or a re-measurement asks afresh
                         known = plan.record if req.timing.rounds < 2 else None
+                        with stage("wait_memory"):      # the baselines' children's share of the device's memory
+                            _grow_for_baselines(reservation)
                         with _off_timing(req, timing_slot, stage), stage("baseline"):
                             subjects = baseline_children(req, ref, plan, known, cache_dir, slot, _build_calls(
                                 req, timing_slot), _kept_hold(req, ref, timing_slot))

@@ -64,40 +64,69 @@ class DeviceSlot:
         self._waiting = 0           # exclusive requests waiting
         self._reserved = 0          # device memory the evaluations under way reserved, bytes
         self._alone_waiting = 0     # reservations of the whole capacity waiting: they keep new ones out
+        self._holders = 0           # reservations under way (kept children's holds from ``try_reserve`` not counted)
+        self._to_grow: list[int] = []   # the growths that reservations under way may still take, bytes
         self._building = 0          # holders of ``building``: work that may overlap anything but timing
 
     @contextlib.contextmanager
-    def reserve(self, nbytes: int, capacity: int):
+    def reserve(self, nbytes: int, capacity: int, grow: int = 0):
         """Hold ``nbytes`` of the device's memory for the evaluation inside; waits while the reservations under way
         and this one would pass ``capacity``. One evaluation alone always goes ahead, however large (its own limits
         then decide), so nothing waits forever. Evaluations share a device's memory through this, so that one
         whose data alone is large does not run the others out of memory. A reservation of the whole ``capacity``
         (an evaluation that must have the device's memory to itself) keeps new reservations out while it waits, so a
-        stream of smaller ones cannot starve it."""
-        nbytes = max(0, int(nbytes))
-        alone = nbytes >= capacity
+        stream of smaller ones cannot starve it.
+
+        ``grow``: bytes the evaluation adds later in one step (its baselines' children, for the timing), taken with
+        ``Reservation.grow()`` and held until the end. A reservation is let in only where the reservations under way,
+        this one and the largest growth still to come fit together, so every growth can be had once the evaluations
+        that grew have ended, and growths never wait on each other for ever."""
+        nbytes, grow = max(0, int(nbytes)), max(0, int(grow))
+        alone = nbytes + grow >= capacity
         with self._cond:
             self._alone_waiting += alone
             try:
-                self._cond.wait_for(lambda: (self._reserved == 0 or self._reserved + nbytes <= capacity)
+                self._cond.wait_for(lambda: (self._reserved == 0 or self._reserved + nbytes
+                                             + max([grow, *self._to_grow]) <= capacity)
                                     and (alone or not self._alone_waiting))
             finally:
                 self._alone_waiting -= alone
             self._reserved += nbytes
+            self._holders += 1
+            self._to_grow.append(grow)
+        held = Reservation(self, nbytes, grow, capacity)
         try:
-            yield self
+            yield held
         finally:
             with self._cond:
-                self._reserved -= nbytes
+                if not held.grown:
+                    self._to_grow.remove(grow)
+                self._reserved -= held.nbytes
+                self._holders -= 1
                 self._cond.notify_all()
+
+    def _grow(self, held: "Reservation") -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._holders == 1 or self._reserved + held.growth <= held.capacity)
+            self._to_grow.remove(held.growth)
+            self._reserved += held.growth
+            held.nbytes += held.growth
+            held.grown = True
+            self._cond.notify_all()
+
+    def would_wait_to_grow(self, growth: int, capacity: int) -> bool:
+        """Whether a reservation's ``grow()`` of ``growth`` bytes would wait now."""
+        with self._cond:
+            return self._holders > 1 and self._reserved + growth > capacity
 
     def try_reserve(self, nbytes: int, capacity: int) -> Callable[[], None] | None:
         """Hold ``nbytes`` now if they fit beside the reservations under way (and no reservation of the whole
         capacity is waiting), without waiting: the release, to be called once; None if they do not fit. For memory
-        that outlives an evaluation (a kept baseline child)."""
+        that outlives an evaluation (a kept baseline child). The growths still to come keep their room: a kept
+        child never stands in the way of a reservation's ``grow()``."""
         nbytes = max(0, int(nbytes))
         with self._cond:
-            if self._reserved + nbytes > capacity or self._alone_waiting:
+            if self._reserved + nbytes + max([0, *self._to_grow]) > capacity or self._alone_waiting:
                 return None
             self._reserved += nbytes
         held = [True]
@@ -110,11 +139,11 @@ class DeviceSlot:
                     self._cond.notify_all()
         return release
 
-    def would_wait(self, nbytes: int, capacity: int) -> bool:
-        """Whether ``reserve(nbytes, capacity)`` would wait now."""
+    def would_wait(self, nbytes: int, capacity: int, grow: int = 0) -> bool:
+        """Whether ``reserve(nbytes, capacity, grow)`` would wait now."""
         with self._cond:
-            return (self._reserved > 0 and self._reserved + nbytes > capacity) or (
-                nbytes < capacity and self._alone_waiting > 0)
+            return (self._reserved > 0 and self._reserved + nbytes + max([grow, *self._to_grow]) > capacity) or (
+                nbytes + grow < capacity and self._alone_waiting > 0)
 
     @contextlib.contextmanager
     def shared(self):
@@ -169,6 +198,21 @@ class DeviceSlot:
         """Holders of ``building`` now, for tests and the live view."""
         with self._cond:
             return self._building
+
+
+class Reservation:
+    """An evaluation's hold on device memory (``DeviceSlot.reserve``): ``nbytes`` held now, ``growth`` more to
+    take once with ``grow()``."""
+
+    def __init__(self, slot: DeviceSlot, nbytes: int, growth: int, capacity: int) -> None:
+        self.slot, self.nbytes, self.growth, self.capacity = slot, nbytes, growth, capacity
+        self.grown = False
+
+    def grow(self) -> None:
+        """Take the growth declared when reserving; waits while it would not fit beside the reservations under way
+        (never while this one is the only one). Once only; a second call does nothing."""
+        if not self.grown:
+            self.slot._grow(self)
 
 
 def accepts_timing_slot(fn: Callable[..., Any]) -> bool:
