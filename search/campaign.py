@@ -94,9 +94,27 @@ class Campaign:
         return self.cfg.bench_request(island.problem_path, cand.source, island.hardware, island.scale,
                                       self.cache_dir, rounds=1)
 
-    def _submit(self, dispatcher, key: str, item: Pending) -> None:
-        dispatcher.submit(key, self._request(item.island, item.candidate), item.island.hardware,
-                          priority=cost_rank(item.candidate))
+    def _submit_unsent(self, dispatcher, sent: set[str]) -> None:
+        """Submit every pending evaluation not yet sent. Where a device holds several evaluations at once (a GPU's
+        verify slots and builds ahead), a problem's n-th evaluation waiting or under way is sent behind every other
+        problem's earlier ones (``spread_rank``), then cheap candidates first (``cost_rank``)."""
+        ranks: dict[Island, int] = {}
+        for key in sent:
+            if key in self.pending:
+                island = self.pending[key].island
+                ranks[island] = ranks.get(island, 0) + 1
+        for key, item in self.pending.items():
+            if key in sent:
+                continue
+            hw = item.island.hardware
+            rank = ranks.get(item.island, 0) if self._spreads(hw) else 0
+            ranks[item.island] = rank + 1
+            dispatcher.submit(key, self._request(item.island, item.candidate), hw,
+                              priority=SPREAD_STEP * rank + cost_rank(item.candidate))
+
+    def _spreads(self, hardware: str) -> bool:
+        """Whether the work for ``hardware`` is spread over problems: its devices verify several at once."""
+        return self.cfg.verify_slots(hardware) > 1
 
     def _view(self, population: Population, island: Island) -> IslandView:
         # no build folder for candidates to name in their source: each builds in its child's own caches (a shared
@@ -150,8 +168,7 @@ class Campaign:
                 ray_handle = ensure_ray(self.address, temp_dir=_ray_temp_dir(self.out))
             old_sigterm = _sigterm_as_interrupt()    # after ray.init, which installs its own; restored below
             dispatcher = self._dispatcher()
-            for key, item in self.pending.items():
-                self._submit(dispatcher, key, item)
+            self._submit_unsent(dispatcher, set())
             self._loop(population, proposers, dispatcher, rng, feed, elapsed0)
         finally:
             if old_sigterm is not None:
@@ -188,10 +205,15 @@ class Campaign:
 
     def _ahead(self, dispatcher) -> dict[str, int]:
         """How many evaluations to keep submitted per class: twice what its devices hold, so that a freed slot never
-        waits on the proposers."""
+        waits on the proposers; where the work is spread over problems, at least enough islands' worth (one visit
+        brings up to every proposer's ``per_generation``) that each evaluation held can be of a problem of its own."""
         have = dispatcher.capacity()
-        return {t.hardware: 2 * max(1, have.get(t.hardware, 0)) * self.cfg.in_flight(t.hardware)
-                for t in self.cfg.targets}
+        per_island = sum(spec.per_generation for spec in self.cfg.proposers)
+        out = {}
+        for t in self.cfg.targets:
+            held = max(1, have.get(t.hardware, 0)) * self.cfg.in_flight(t.hardware)
+            out[t.hardware] = max(2 * held, held * per_island) if self._spreads(t.hardware) else 2 * held
+        return out
 
     def _top_up(self, population: Population, dispatcher, feed: Feed, rng: random.Random) -> int:
         """Ask the proposers for work for every class whose queue ahead is short; returns how many were added."""
@@ -230,10 +252,7 @@ class Campaign:
                 if added:
                     # the checkpoint names what is about to be sent before it is sent
                     self._checkpoint(proposers, rng, feed, elapsed())
-                    sent = dispatcher.in_flight()
-                    for key, item in self.pending.items():
-                        if key not in sent:
-                            self._submit(dispatcher, key, item)
+                    self._submit_unsent(dispatcher, dispatcher.in_flight())
                 p.generation = feed.generation()
             if not self.pending:
                 p.note = "search exhausted: no proposer has anything new" if can_propose else "budget reached"
@@ -337,6 +356,11 @@ class Campaign:
         per_eval = p.elapsed_s / max(1, p.done)
         return max(0.0, min(time_left, (p.budget - p.done) * per_eval))
 
+
+# A step of dispatch priority per evaluation of the same problem already waiting or under way, above every cost
+# rank. Several evaluations of one problem whose data is large take the device's memory in turn while the device
+# idles: on the H200 four of one ConvTranspose2d problem's evaluations in flight together waited up to 177 s each.
+SPREAD_STEP = 8
 
 # How long a candidate takes to evaluate, by backend, cheapest first: plain torch runs at once; generated kernels
 # build once; a torch.compile candidate compiles for tens of seconds (minutes with autotuning) on the device.
