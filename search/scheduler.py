@@ -5,8 +5,8 @@ Ray) tells it what happened, with the time, and asks it what to start. Contract:
 
 - every submitted key is delivered exactly once, with an ``EvalResult``, unless it is withdrawn (never delivered)
   or its class has no device for longer than ``wait_s`` (``starved`` drops it and names it);
-- the cheap checks (when there are any) run first, at most ``max_prechecks`` at a time; only work that passes them
-  goes to a device;
+- the cheap checks (when there are any) run first, at most ``max_prechecks`` at a time, the lowest ``priority``
+  first (ties in arrival order); only work that passes them goes to a device;
 - of the work waiting for a device of one class the lowest ``priority`` starts first, ties in arrival order; work
   sent back after a loss goes first;
 - a device runs at most ``slots`` evaluations at a time;
@@ -23,7 +23,6 @@ import dataclasses
 import heapq
 import itertools
 import logging
-from collections import deque
 from typing import Any, Literal
 
 from evaluators.result import EvalResult, Status
@@ -98,7 +97,7 @@ class Scheduler:
         self.max_prechecks = max(1, max_prechecks)
         self._work: dict[str, _Work] = {}                  # submitted, not delivered; dict keeps submission order
         self._delivered: set[str] = set()
-        self._pre_queue: deque[_Work] = deque()
+        self._pre_queue: list[tuple[int, int, int, _Work]] = []    # a heap, as the device queues
         self._queues: dict[str, list[tuple[int, int, int, _Work]]] = {c: [] for c in self.targets}
         self._tickets: dict[int, Ticket] = {}
         self._devices: dict[str, _Device] = {}
@@ -120,7 +119,7 @@ class Scheduler:
         self._work[key] = work
         if self.precheck:
             work.state = "precheck_queue"
-            self._pre_queue.append(work)
+            heapq.heappush(self._pre_queue, (1, priority, work.seq, work))
         else:
             work.prechecked = True
             self._enqueue(work, now)
@@ -131,7 +130,7 @@ class Scheduler:
         taken = [k for k, w in self._work.items() if w.state in ("precheck_queue", "prechecking", "queued")]
         for key in taken:
             self._drop(self._work.pop(key))
-        self._pre_queue = deque(w for w in self._pre_queue if w.key in self._work)
+        self._forget_prechecks()
         return taken
 
     def in_flight(self) -> set[str]:
@@ -191,7 +190,7 @@ class Scheduler:
         out = []
         n_pre = sum(1 for t in self._tickets.values() if t.stage == "precheck")
         while self._pre_queue and n_pre < self.max_prechecks:
-            work = self._pre_queue.popleft()
+            _, _, _, work = heapq.heappop(self._pre_queue)
             work.state = "prechecking"
             out.append(self._ticket(work, "precheck", None, now))
             n_pre += 1
@@ -307,7 +306,7 @@ class Scheduler:
                 continue
             for key in waiting:
                 self._drop(self._work.pop(key))
-            self._pre_queue = deque(w for w in self._pre_queue if w.key in self._work)
+            self._forget_prechecks()
             self._starved_since.pop(cls, None)
             out[cls] = (waiting, now - since)
         return out
@@ -358,7 +357,12 @@ class Scheduler:
             self._enqueue(work, now, front=True)
         else:
             work.state = "precheck_queue"
-            self._pre_queue.appendleft(work)
+            heapq.heappush(self._pre_queue, (0, work.priority, work.seq, work))
+
+    def _forget_prechecks(self) -> None:
+        """The cheap-check queue without the work no longer submitted (withdrawn or dropped)."""
+        self._pre_queue = [e for e in self._pre_queue if e[3].key in self._work]
+        heapq.heapify(self._pre_queue)
 
     def _drop(self, work: _Work) -> None:
         work.state = "done"

@@ -37,8 +37,8 @@ def _campaign(tmp: Path, verify_slots: int) -> Path:
     return toml
 
 
-def _started_order(tmp: Path, verify_slots: int) -> list[str]:
-    """The problem of each evaluation in the order the device started them."""
+def _started_order(tmp: Path, verify_slots: int, precheck=None) -> list[str]:
+    """The problem of each evaluation in the order the device started them (after cheap checks, if given)."""
     started: list[str] = []
     lock = threading.Lock()
 
@@ -49,13 +49,19 @@ def _started_order(tmp: Path, verify_slots: int) -> list[str]:
 
     cfg = load_config(_campaign(tmp, verify_slots))
     Campaign(cfg, tmp / "run", local=True, dispatcher_factory=lambda cfg: LocalDispatcher(
-        {"cpu": 1}, recording, slots=verify_slots)).run()
+        {"cpu": 1}, recording, precheck, slots=verify_slots)).run()
     assert read_population(tmp / "run").num_rows == len(PROBLEMS) * PER_PROBLEM
     return started
 
 
-def test_evaluations_held_together_are_of_different_problems(tmp_path):
-    started = _started_order(tmp_path, verify_slots=3)
+def _passes(req):
+    """Cheap checks that pass every candidate (the real ones read the source: these are scripts)."""
+    return None
+
+
+@pytest.mark.parametrize("precheck", [None, _passes], ids=["no-cheap-checks", "after-cheap-checks"])
+def test_evaluations_held_together_are_of_different_problems(tmp_path, precheck):
+    started = _started_order(tmp_path, verify_slots=3, precheck=precheck)
     # every problem's first evaluation before any problem's second, and so on: each round of starts holds each
     # problem once
     rounds = [started[i:i + len(PROBLEMS)] for i in range(0, len(started), len(PROBLEMS))]
@@ -69,3 +75,17 @@ def test_a_device_that_verifies_one_at_a_time_keeps_the_feed_order(tmp_path, slo
     started = _started_order(tmp_path, verify_slots=slots)
     assert len(started) == len(PROBLEMS) * PER_PROBLEM
     assert started[:PER_PROBLEM] == [PROBLEMS[0]] * PER_PROBLEM, started
+
+
+def test_cheap_checks_start_the_lowest_priority_first():
+    from search.scheduler import Scheduler
+    sched = Scheduler(["cpu"], timeout_s=60, precheck=True, max_prechecks=1)
+    sched.add_device("cpu:0", "cpu", slots=1)
+    for key, priority in (("late", 9), ("first", 0), ("middle", 4)):
+        sched.submit(key, object(), "cpu", priority, now=0.0)
+    order = []
+    for _ in range(3):
+        (ticket,) = [t for t in sched.assign(1.0) if t.stage == "precheck"]
+        order.append(ticket.key)
+        sched.done(ticket.id, None, now=1.0)        # passed its cheap checks
+    assert order == ["first", "middle", "late"]
