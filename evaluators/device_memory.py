@@ -36,6 +36,44 @@ def _key(problem_path: str, scale: str, device: str) -> tuple[str, str, str]:
     return (str(problem_path), scale, device)
 
 
+# Problems that ran out of device memory on this evaluator. While the device was shared: each later evaluation of
+# the problem reserves OUT_OF_MEMORY_GROWTH times more (up to MAX_GROWTH), so that it waits for room up front
+# instead of failing and being run again alone. Alone (whole device reserved), by the problem's side (a baseline, or
+# the evaluator's reference): later evaluations are not run alone again, since each such run drains the device for
+# minutes and ends the same way.
+OUT_OF_MEMORY_GROWTH = 1.5
+MAX_GROWTH = 4.0
+_GROWTH: dict[tuple[str, str, str], float] = {}
+_FAILED_ALONE: dict[tuple[str, str, str], str] = {}
+
+
+def ran_out_shared(problem_path: str, scale: str, device: str) -> float:
+    """An evaluation of the problem ran out of memory while the device was shared: later ones reserve more. Returns
+    the problem's growth factor now."""
+    key = _key(problem_path, scale, device)
+    with _LOCK:
+        _GROWTH[key] = min(MAX_GROWTH, _GROWTH.get(key, 1.0) * OUT_OF_MEMORY_GROWTH)
+        return _GROWTH[key]
+
+
+def growth(problem_path: str, scale: str, device: str) -> float:
+    """How many times its data multiple the problem's evaluations reserve (1.0 until one ran out while shared)."""
+    with _LOCK:
+        return _GROWTH.get(_key(problem_path, scale, device), 1.0)
+
+
+def ran_out_alone(problem_path: str, scale: str, device: str, reason: str) -> None:
+    """The problem's own side (a baseline, the reference) ran out of memory with the device's memory reserved whole."""
+    with _LOCK:
+        _FAILED_ALONE[_key(problem_path, scale, device)] = reason
+
+
+def failed_alone(problem_path: str, scale: str, device: str) -> str | None:
+    """Why the problem ran out of memory alone on this device before, or None."""
+    with _LOCK:
+        return _FAILED_ALONE.get(_key(problem_path, scale, device))
+
+
 def remember(problem_path: str, scale: str, device: str, data_bytes: int) -> None:
     """What the reference's first real run on this evaluator measured: the size later evaluations reserve by."""
     with _LOCK:
@@ -84,14 +122,15 @@ def need_bytes(data: int | None, capacity: int) -> int:
 BASELINES_DATA_MULTIPLE = 3
 
 
-def phase_bytes(data: int | None, capacity: int) -> tuple[int, int]:
+def phase_bytes(data: int | None, capacity: int, factor: float = 1.0) -> tuple[int, int]:
     """(bytes held from the start, bytes added before the baselines' children are built) for an evaluation whose
-    reference holds ``data`` bytes (None: unknown, then all of it from the start); the sum is ``need_bytes``."""
+    reference holds ``data`` bytes (None: unknown, then all of it from the start); the sum is ``need_bytes``, times
+    ``factor`` (``growth``)."""
     total = need_bytes(data, capacity)
     if data is None:
-        return total, 0
+        return int(total * factor), 0
     later = BASELINES_DATA_MULTIPLE * data + 2 * CHILD_CONTEXT_BYTES // 3
-    return total - later, later
+    return int((total - later) * factor), int(later * factor)
 
 
 # A kept baseline child's device memory while it waits for the next candidate of its problem, as a multiple of

@@ -161,7 +161,7 @@ def _reservation(req: EvalRequest, timing_slot: AbstractContextManager) -> Abstr
         return contextlib.nullcontext()
     capacity = device_memory.capacity_bytes(req.device)
     now, later = device_memory.phase_bytes(device_memory.data_bytes(req.problem_path, req.scale, req.device),
-                                           capacity)
+                                           capacity, device_memory.growth(req.problem_path, req.scale, req.device))
     if req.mode != "bench":         # no baselines' children: nothing to grow by
         now, later = now + later, 0
     if timing_slot.would_wait(now, capacity, later):
@@ -203,15 +203,32 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
     if not (_out_of_memory(result) and _shares_device_memory(req, timing_slot)):
         return result
     # out of memory while other evaluations shared the device: that verdict is the sharing's, not the candidate's.
-    # The evaluation runs again with the device's memory to itself (kept baselines let go), and that verdict stands.
-    log.info("out of device memory while the device was shared (%s); evaluating again alone", result.reason[:200])
+    # The evaluation runs again with the device's memory to itself (kept baselines let go), and that verdict stands;
+    # later evaluations of the problem reserve more. Unless the problem's own side ran out of memory alone here
+    # before: running alone again would drain the device and end the same way.
+    factor = device_memory.ran_out_shared(req.problem_path, req.scale, req.device)
+    before = device_memory.failed_alone(req.problem_path, req.scale, req.device)
+    if before is not None:
+        return dataclasses.replace(result, reason=f"{result.reason}; not evaluated again alone: the problem ran out "
+                                   f"of device memory alone on this device before ({before[:200]}); run it on a "
+                                   "device with more memory or at a smaller scale",
+                                   provenance={**result.provenance, "not_evaluated_alone": before[:300]})
+    log.info("out of device memory while the device was shared (%s); evaluating again alone; later evaluations "
+             "of the problem reserve %.2fx", result.reason[:200], factor)
     POOL.drop_built()
     capacity = device_memory.capacity_bytes(req.device)
     with contextlib.ExitStack() as held:
         with stage("wait_memory"):
             alone = held.enter_context(timing_slot.reserve(capacity, capacity))
         again = _held_or_out_of_memory(req, stage, timing_slot, flags, alone)
+    if _out_of_memory(again) and _problems_side(again):
+        device_memory.ran_out_alone(req.problem_path, req.scale, req.device, again.reason)
     return dataclasses.replace(again, provenance={**again.provenance, "evaluated_alone_after": result.reason[:300]})
+
+
+def _problems_side(result: EvalResult) -> bool:
+    """A verdict of the problem's side, not the candidate's: a baseline's, or the evaluator's own reference run."""
+    return result.status in (Status.BASELINE_ERROR, Status.CRASHED) or result.reason.startswith("the evaluator ran")
 
 
 def _shares_device_memory(req: EvalRequest, timing_slot: AbstractContextManager) -> bool:
