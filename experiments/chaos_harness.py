@@ -39,7 +39,8 @@ def drive(root: str, address: str) -> None:
     """The driver process: run (or resume) the campaign under ``root`` on the cluster at ``address``."""
     from cluster.dispatch import Dispatcher
     from search.campaign import Campaign
-    from search.config import load_config, write_snapshot
+    from search.config import load_config
+    from search.snapshot import write_snapshot
     cfg = load_config(Path(root) / "c.toml")
     out = Path(root) / "run"
     if not (out / "campaign.json").exists():

@@ -89,7 +89,7 @@ def rss_mb() -> float:
 
 def run_load(root: Path, evaluations: int, problems: int, devices: int, slots: int, every: int) -> dict:
     """Run the campaign; returns the memory samples, time and the lost/duplicated counts."""
-    from search.config import write_snapshot
+    from search.snapshot import write_snapshot
     cfg = load_config(make_campaign(root, evaluations, problems))
     write_snapshot(cfg)
     out = root / "run"

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from search import views
-from search.config import load_snapshot
+from search.snapshot import load_snapshot
 from search.population import read_population
 
 

@@ -256,7 +256,8 @@ def run(campaign: Path = typer.Argument(..., help="campaign TOML file"),
         ) -> None:
     """Run a campaign; leaves a population, an export and a report in its directory."""
     cfg = _load_campaign(campaign, out_dir)
-    from search.config import SNAPSHOT_JSON, ConfigError, forget_unstarted, write_snapshot
+    from search.config import ConfigError
+    from search.snapshot import SNAPSHOT_JSON, forget_unstarted, write_snapshot
     fresh = not (cfg.campaign.out / SNAPSHOT_JSON).exists()
     try:
         write_snapshot(cfg)
@@ -279,7 +280,8 @@ def resume(directory: Path = typer.Argument(..., help="a campaign directory"),
            local: bool = typer.Option(False, "--local", help="no Ray: evaluate in this process, one device per target")
            ) -> None:
     """Carry on a campaign where it stopped: nothing evaluated is lost or done twice."""
-    from search.config import ConfigError, load_snapshot
+    from search.config import ConfigError
+    from search.snapshot import load_snapshot
     try:
         cfg = load_snapshot(directory)
     except (ConfigError, OSError, ValueError) as e:
@@ -359,7 +361,7 @@ def add(directory: Path = typer.Argument(..., help="a campaign directory, runnin
     if not (directory / "campaign.json").exists():
         _fail(f"{directory} is not a campaign directory; start one with kswarm run")
     pid = problem or candidate.stem.split("__")[0]
-    from search.config import load_snapshot
+    from search.snapshot import load_snapshot
     ids = {f.stem for f in load_snapshot(directory).problem_files}
     if pid not in ids:
         _fail(f"problem {pid!r} is not in this campaign ({', '.join(sorted(ids))}); pass --problem ID")

@@ -7,15 +7,9 @@ and what to do about it.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import difflib
 import glob
-import json
 import logging
-import math
 import re
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +22,7 @@ from evaluators.hardware import device_kind
 from evaluators.policy import PROBES, EvalRequest, TimingPolicy, VerifyPolicy
 from evaluators.problem import BadInput, check_problem_source, read_source
 from proposers import proposer_kinds
-from search import atomic
+from search.toml_reader import ConfigError, Reader as _Reader, clip as _clip, describe as _describe
 
 log = logging.getLogger(__name__)
 PROPOSER_KINDS = proposer_kinds()     # what this version can build; an unknown kind fails at load
@@ -50,13 +44,6 @@ PROPOSER_OPTIONS: dict[str, dict[str, Any]] = {
             "tune_trials": int},
 }
 _REQUIRED_OPTIONS = {"files": ("dir",)}
-
-SNAPSHOT_TOML = "campaign.toml"
-SNAPSHOT_JSON = "campaign.json"
-
-
-class ConfigError(ValueError):
-    """A campaign file that cannot be used; the message names the file and the key."""
 
 
 def _positive(**extra: Any) -> dict[str, Any]:
@@ -200,111 +187,6 @@ class CampaignConfig:
                            cache_dir=None if cache_dir is None else str(cache_dir))
 
 
-class _Reader:
-    """Type-checks values of one TOML table and reports errors with the file and dotted key."""
-
-    def __init__(self, file: Path):
-        self.file = file
-        self.base = file.parent
-
-    def fail(self, key: str, message: str) -> typing.NoReturn:
-        raise ConfigError(f"{self.file}: {key}: {message}")
-
-    @staticmethod
-    def dotted(parent: str, name: str) -> str:
-        """``parent.name``, the name quoted as TOML would write it when it is not a bare key."""
-        return f"{parent}.{_key(name)}" if parent else _key(name)
-
-    def table(self, value: Any, key: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.fail(key, f"expected a table [{key}], got {_describe(value)}")
-        return dict(value)
-
-    def array_of_tables(self, value: Any, key: str) -> list[dict[str, Any]]:
-        if isinstance(value, dict):
-            self.fail(key, f"expected an array of tables: write [[{key}]] (double brackets), not [{key}]")
-        if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
-            self.fail(key, f"expected one or more [[{key}]] tables, got {_describe(value)}")
-        return [dict(v) for v in value]
-
-    def reject_unknown(self, data: dict[str, Any], valid: typing.Iterable[str], key: str) -> None:
-        valid = list(valid)
-        for name in data:
-            dotted = self.dotted(key, name)
-            hint = difflib.get_close_matches(name, valid, n=1)
-            did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
-            self.fail(dotted, f"unknown key; {did_you_mean}valid keys here: {', '.join(valid)} "
-                              "(unknown keys are errors, not ignored)")
-
-    def value(self, value: Any, hint: Any, key: str) -> Any:
-        """Check ``value`` against the annotation ``hint`` and convert it (lists to tuples, paths resolved)."""
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-        if origin in (typing.Union, types.UnionType):
-            inner = [a for a in args if a is not type(None)]
-            return self.value(value, inner[0], key)
-        if origin is Literal:
-            if value not in args:
-                self.fail(key, f"expected one of {', '.join(map(repr, args))}, got {value!r}")
-            return value
-        if origin is tuple:
-            if not isinstance(value, list):
-                self.fail(key, f"expected a list, e.g. {key.rsplit('.', 1)[-1]} = [...], got {_describe(value)}")
-            return tuple(self.value(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if hint is Path:
-            p = Path(self.value(value, str, key)).expanduser()
-            return p if p.is_absolute() else (self.base / p).resolve()
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if hint is float and type(value) is float and math.isnan(value):
-            self.fail(key, "expected a number, got nan")
-        if hint is int and type(value) is int and not _INT64[0] <= value <= _INT64[1]:
-            self.fail(key, f"{_clip(str(value))} is out of range; integers are 64-bit (at most {_INT64[1]})")
-        if hint is str and type(value) is str and "\x00" in value:
-            self.fail(key, "contains a NUL character (\\u0000); remove it")
-        if hint in (int, float, str, bool) and (type(value) is hint):
-            return value
-        if hint in (int, float, bool) and isinstance(value, str):
-            self.fail(key, f"expected {_NAMES[hint]}, got {_describe(value)}; write it without quotes")
-        if hint in (int, float, str, bool):
-            self.fail(key, f"expected {_NAMES[hint]}, got {_describe(value)}")
-        raise TypeError(f"unsupported annotation {hint!r} for {key}")
-
-    def dataclass(self, cls: type, data: Any, key: str, **given: Any) -> Any:
-        """Build ``cls`` from a TOML table: every field checked, required ones demanded, unknown keys refused."""
-        data = self.table(data, key)
-        names = [f.name for f in dataclasses.fields(cls) if f.name not in given]
-        self.reject_unknown({k: v for k, v in data.items() if k not in names}, names, key)
-        hints = typing.get_type_hints(cls)
-        kwargs: dict[str, Any] = dict(given)
-        for f in dataclasses.fields(cls):
-            if f.name in given:
-                continue
-            dotted = f"{key}.{f.name}"
-            if f.name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    self.fail(dotted, f"missing; add {f.name} = ... to the [{key}] table")
-                continue
-            kwargs[f.name] = self.value(data.pop(f.name), hints[f.name], dotted)
-            self._check_bounds(f.metadata or _POLICY_BOUNDS.get(cls, {}).get(f.name, {}), kwargs[f.name], dotted)
-        return cls(**kwargs)
-
-    def _check_bounds(self, bounds: typing.Mapping[str, Any], v: Any, key: str) -> None:
-        if v is None:
-            return
-        choices = bounds.get("choices")
-        if choices is not None:
-            for i, item in enumerate(v):
-                if item not in choices:
-                    self.fail(f"{key}[{i}]", f"{_clip(repr(item))} is not one of {', '.join(map(repr, choices))}")
-            if not v and bounds.get("nonempty"):
-                self.fail(key, f"must not be empty; choose among {', '.join(map(repr, choices))}")
-        low, high = bounds.get("min"), bounds.get("max")
-        if low is not None and (v < low or (bounds.get("exclusive") and v == low)):
-            self.fail(key, f"must be {'>' if bounds.get('exclusive') else '>='} {low}, got {v!r}")
-        if high is not None and v > high:
-            self.fail(key, f"must be <= {high}, got {v!r}")
-
-
 # Bounds of the evaluator's policies (which carry no field metadata of their own): a zero timeout or a negative
 # memory limit would turn every candidate into a confusing failure instead of one clear error here.
 _NONNEG, _POS, _POS_EXCL = {"min": 0}, {"min": 1}, {"min": 0.0, "exclusive": True}
@@ -320,26 +202,7 @@ _POLICY_BOUNDS: dict[type, dict[str, dict[str, Any]]] = {
                    "min_blocks": {"min": 6}, "max_blocks": {"min": 6},
                    "baselines": {"choices": ("eager", "compile"), "nonempty": True}},
 }
-_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-_INT64 = (-(2**63), 2**63 - 1)
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_NAME = re.compile(r"^[\w.-][\w. -]{0,99}$")
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _key(name: str) -> str:
-    """A key as TOML writes it: bare, or quoted with escapes, so that a message stays one readable line."""
-    return name if _BARE_KEY.match(name) else _clip(json.dumps(name))
-
-
-def _describe(value: Any) -> str:
-    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "a table"}.get(type(value), "a date or time" if isinstance(value, (dt.date, dt.time))
-                                  else type(value).__name__)
-    return f"{_clip(repr(value))} ({kind})" if not isinstance(value, (dict, list)) else kind
+_NAME = re.compile(r"^[\w.-][\w. -]{0,99}$")     # a campaign's name: a folder and a file name
 
 
 def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignConfig:
@@ -359,7 +222,7 @@ def load_config(path: str | Path, *, out: str | Path | None = None) -> CampaignC
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{file}: not valid TOML: {' '.join(str(e).split())}") from None
-    r = _Reader(file)
+    r = _Reader(file, _POLICY_BOUNDS)
     sections = {"campaign", "budget", "problems", "targets", "proposers", "verify", "sandbox", "timing", "evolution"}
     for required in ("campaign", "budget", "problems", "targets", "proposers"):
         if required not in data:
@@ -451,7 +314,7 @@ def _problem(r: _Reader, data: dict[str, Any], key: str) -> ProblemSpec:
 def check_problem_files(config: CampaignConfig) -> None:
     """Raise ConfigError naming the first problem file that does not parse or lacks Model, get_inputs or
     get_init_inputs (read and parsed, never executed), so that a campaign does not start on a broken problem."""
-    r = _Reader(config.source)
+    r = _Reader(config.source, _POLICY_BOUNDS)
     for i, spec in enumerate(config.problems):
         for f in spec.files:
             try:
@@ -496,112 +359,6 @@ def _proposers(r: _Reader, tables: list[dict[str, Any]]) -> tuple[ProposerSpec, 
             _check_llm(r, key, options)
         specs.append(ProposerSpec(kind=kind, name=name, per_generation=per_gen, options=options))
     return tuple(specs)
-
-
-def config_to_dict(config: CampaignConfig) -> dict[str, Any]:
-    """A JSON-able dict of the resolved config: paths absolute, globs expanded."""
-    return _jsonable(dataclasses.asdict(config))
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return str(x) if isinstance(x, Path) else x
-
-
-def config_from_dict(d: dict[str, Any]) -> CampaignConfig:
-    """Inverse of ``config_to_dict``; paths are taken as recorded, not checked again."""
-    def build(cls: type, data: dict[str, Any]) -> Any:
-        hints = typing.get_type_hints(cls)
-        kw = {}
-        for f in dataclasses.fields(cls):
-            if f.name in data:
-                v, h = data[f.name], hints[f.name]
-                kw[f.name] = (Path(v) if h is Path else tuple(v) if isinstance(v, list) and h is not dict else v)
-        return cls(**kw)
-
-    # a snapshot from before the cache key measured its baselines in the campaign's own folder: it resumes so
-    return CampaignConfig(
-        source=Path(d["source"]), campaign=build(CampaignSection, {"cache": CACHE_CAMPAIGN, **d["campaign"]}),
-        budget=build(Budget, d["budget"]),
-        problems=tuple(ProblemSpec(path=p["path"], files=tuple(Path(f) for f in p["files"]), scale=p["scale"],
-                                   levels=None if p["levels"] is None else tuple(p["levels"]))
-                       for p in d["problems"]),
-        targets=tuple(build(TargetSpec, t) for t in d["targets"]),
-        proposers=tuple(ProposerSpec(kind=p["kind"], name=p["name"], per_generation=p["per_generation"],
-                                     options={k: Path(v) if PROPOSER_OPTIONS[p["kind"]].get(k) is Path
-                                              else tuple(v) if isinstance(v, list) else v
-                                              for k, v in p["options"].items()})
-                        for p in d["proposers"]),
-        verify=build(VerifyPolicy, d["verify"]), timing=build(TimingPolicy, d["timing"]),
-        evolution=build(Evolution, d["evolution"]),
-    )
-
-
-def write_snapshot(config: CampaignConfig, campaign_dir: str | Path | None = None, *,
-                   overwrite: bool = False) -> Path:
-    """Freeze the campaign into its directory: a byte copy of the TOML file and the resolved JSON.
-
-    A directory that already holds a different campaign is refused unless ``overwrite``; resuming reads the
-    snapshot (``load_snapshot``), so an edited campaign file cannot change a running campaign behind its back.
-    """
-    directory = Path(campaign_dir) if campaign_dir is not None else config.campaign.out
-    directory.mkdir(parents=True, exist_ok=True)
-    resolved = json.dumps(config_to_dict(config), indent=2, sort_keys=True)
-    existing = directory / SNAPSHOT_JSON
-    if existing.exists() and not overwrite and _recorded(existing) != json.loads(resolved):
-        if never_started(directory):
-            raise ConfigError(f"{directory}: already holds a different campaign, which never started (no "
-                              f"evaluation recorded); delete {directory}, or pass another --out")
-        raise ConfigError(f"{directory}: already holds a different campaign ({existing}); resume it with "
-                          "`kswarm resume`, or pass another --out")
-    atomic.write_bytes(directory / SNAPSHOT_TOML, config.source.read_bytes())
-    atomic.write_text(existing, resolved + "\n")
-    return existing
-
-
-def _recorded(snapshot: Path) -> Any:
-    """The snapshot's JSON; a damaged one reads as None (different from any campaign)."""
-    try:
-        return json.loads(snapshot.read_bytes())
-    except (OSError, ValueError):
-        return None
-
-
-def never_started(directory: str | Path) -> bool:
-    """No evaluation recorded, none dispatched (no checkpoint) and no live driver: nothing a resume would need."""
-    from search.checkpoint import BACKUP_FILE, CHECKPOINT_FILE
-    from search.journal import ParquetJournal, writer_alive
-    directory = Path(directory)
-    return (not any((directory / f).exists() for f in (CHECKPOINT_FILE, BACKUP_FILE))
-            and not ParquetJournal(directory).parts() and not writer_alive(directory))
-
-
-def forget_unstarted(directory: str | Path) -> bool:
-    """Remove the snapshot of a campaign that never started, so that its directory is not taken later for a
-    campaign to resume; returns whether it did. A campaign with anything recorded or dispatched is left alone."""
-    directory = Path(directory)
-    if not (directory / SNAPSHOT_JSON).exists() or not never_started(directory):
-        return False
-    (directory / SNAPSHOT_JSON).unlink(missing_ok=True)    # first: without it the folder is no campaign
-    (directory / SNAPSHOT_TOML).unlink(missing_ok=True)
-    atomic.fsync_dir(directory)
-    log.info("%s: removed the snapshot of a campaign that never started", directory)
-    return True
-
-
-def load_snapshot(campaign_dir: str | Path) -> CampaignConfig:
-    """The config frozen by ``write_snapshot``."""
-    path = Path(campaign_dir) / SNAPSHOT_JSON
-    if not path.is_file():
-        raise ConfigError(f"{path}: no campaign snapshot; is {campaign_dir} a campaign directory?")
-    try:
-        return with_llm_context(config_from_dict(json.loads(path.read_bytes())), Path(campaign_dir))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(f"{path}: damaged campaign snapshot ({type(e).__name__}: {_clip(str(e))}); "
-                          f"{SNAPSHOT_TOML} beside it is the campaign file it was made from") from None
 
 
 def _check_llm(r: _Reader, key: str, options: dict[str, Any]) -> None:

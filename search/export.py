@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from evaluators.result import EvalResult, Status
 from search import atomic, pareto, views
-from search.config import SNAPSHOT_JSON
+from search.snapshot import SNAPSHOT_JSON
 from search.manifest_md import render_manifest_md
 from search.population import read_population
 from search.schema import SCHEMA_VERSION

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from proposers.llm.guidance import GUIDANCE_FILE, append_guidance, read_guidance
-from search.config import SNAPSHOT_JSON, load_snapshot
+from search.snapshot import SNAPSHOT_JSON, load_snapshot
 
 MAX_CHARS = 4000
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from evaluators.pipeline import evaluate
 from evaluators.result import EvalResult
-from search.config import load_snapshot
+from search.snapshot import load_snapshot
 
 REMEASURE_PROCESSES = 3
 

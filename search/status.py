@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from search.checkpoint import load_checkpoint
-from search.config import load_snapshot
+from search.snapshot import load_snapshot
 from search.population import Population
 from search.throughput import Throughput
 

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from search.config import load_config, write_snapshot
+from search.config import load_config
+from search.snapshot import write_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "proposers"))

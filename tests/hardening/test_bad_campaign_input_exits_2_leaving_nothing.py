@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from search.checkpoint import BACKUP_FILE, CHECKPOINT_FILE, Checkpoint, save_checkpoint
-from search.config import ConfigError, forget_unstarted, load_config, load_snapshot, write_snapshot
+from search.config import ConfigError, load_config
+from search.snapshot import forget_unstarted, load_snapshot, write_snapshot
 from search.journal import ParquetJournal
 from search.population import Population
 from rows import row

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from evaluators.policy import VerifyPolicy
-from search.config import ConfigError, config_from_dict, config_to_dict, load_config
+from search.config import ConfigError, load_config
+from search.snapshot import config_from_dict, config_to_dict
 
 CAMPAIGN = """[campaign]
 name = "limits"

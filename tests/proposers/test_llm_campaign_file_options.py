@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from proposers import get_proposer
-from search.config import ConfigError, load_config, load_snapshot, write_snapshot
+from search.config import ConfigError, load_config
+from search.snapshot import load_snapshot, write_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = f"""

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from proposers.base import StaticView
 from search.campaign import INBOX, build_proposers
-from search.config import load_config, write_snapshot
+from search.config import load_config
+from search.snapshot import write_snapshot
 
 PROBLEM = "import torch\nimport torch.nn as nn\n\nclass Model(nn.Module):\n    def forward(self, x):\n" \
           "        return x * 2.0\n\ndef get_inputs():\n    return [torch.randn(8)]\n\ndef get_init_inputs():\n" \

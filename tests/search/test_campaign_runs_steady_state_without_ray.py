@@ -58,7 +58,7 @@ def test_a_slow_evaluation_does_not_stop_the_free_device_from_being_fed(tmp_path
 def test_status_reports_throughput_from_the_journal(tmp_path: Path) -> None:
     cfg = load_config(_campaign(tmp_path, 2))
     out = tmp_path / "run"
-    from search.config import write_snapshot
+    from search.snapshot import write_snapshot
     write_snapshot(cfg)
     Campaign(cfg, out, local=True, dispatcher_factory=lambda cfg: LocalDispatcher({"cpu": 2}, scripted)).run()
     st = json.loads(json.dumps(campaign_status(out), default=str))

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from search.config import (ConfigError, config_from_dict, config_to_dict, load_config, load_snapshot,
-                           write_snapshot)
+from search.config import ConfigError, load_config
+from search.snapshot import config_from_dict, config_to_dict, load_snapshot, write_snapshot
 
 
 def test_config_round_trips_through_json(campaign_file: Path) -> None:

@@ -5,7 +5,8 @@ from pathlib import Path
 from popdata import cid, row
 
 from evaluators.result import Status
-from search.config import load_config, write_snapshot
+from search.config import load_config
+from search.snapshot import write_snapshot
 from search.export import export
 from search.population import Population
 
