@@ -30,6 +30,9 @@ def shared_cuda(monkeypatch):
     monkeypatch.setattr(device_memory, "capacity_bytes", lambda device: CAPACITY)
     monkeypatch.setattr(device_memory, "data_bytes", lambda *a: 10)
     monkeypatch.setattr(pipeline, "_static", lambda req: ((), None))
+    # what the evaluator remembers of problems that ran out of memory starts afresh in each test
+    monkeypatch.setattr(device_memory, "_GROWTH", {})
+    monkeypatch.setattr(device_memory, "_FAILED_ALONE", {})
 
 
 def _req() -> EvalRequest:
@@ -40,7 +43,7 @@ def test_the_second_run_has_the_memory_alone_and_its_verdict_stands(shared_cuda,
     slot = DeviceSlot()
     seen = []
 
-    def body(req, stage, timing_slot, flags, cpu_work):
+    def body(req, stage, timing_slot, flags, cpu_work, reservation):
         seen.append(slot._reserved)
         if len(seen) == 1:
             return EvalResult(Status.RUNTIME_ERROR, OOM)
@@ -57,7 +60,7 @@ def test_the_second_run_has_the_memory_alone_and_its_verdict_stands(shared_cuda,
 def test_an_out_of_memory_alone_is_the_verdict_and_other_failures_are_not_run_again(shared_cuda, monkeypatch):
     calls = []
 
-    def body(req, stage, timing_slot, flags, cpu_work):
+    def body(req, stage, timing_slot, flags, cpu_work, reservation):
         calls.append(1)
         return EvalResult(Status.RUNTIME_ERROR, OOM)
 
@@ -74,7 +77,7 @@ def test_an_out_of_memory_alone_is_the_verdict_and_other_failures_are_not_run_ag
 def test_the_evaluators_own_out_of_memory_is_a_verdict_not_a_crash(shared_cuda, monkeypatch):
     calls = []
 
-    def body(req, stage, timing_slot, flags, cpu_work):
+    def body(req, stage, timing_slot, flags, cpu_work, reservation):
         calls.append(1)
         if len(calls) == 1:
             raise pipeline.torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
