@@ -16,9 +16,11 @@ OPS = ["torch.relu({})", "torch.sigmoid({})", "torch.tanh({})", "F.gelu({})", "F
 
 
 @pytest.mark.slow
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(chain=st.lists(st.sampled_from(OPS), min_size=2, max_size=5), conv=st.booleans())
-def test_fused_elementwise_chain_matches_reference(tmp_path_factory, chain, conv):
+# one random chain after each head: each is a C++ build of half a minute or more on a loaded 2-core CI machine
+@pytest.mark.parametrize("conv", [False, True], ids=["linear", "conv2d"])
+@settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chain=st.lists(st.sampled_from(OPS), min_size=2, max_size=5))
+def test_fused_elementwise_chain_matches_reference(tmp_path_factory, conv, chain):
     tmp = tmp_path_factory.mktemp("fuse")
     expr = "self.head(x)"
     for op in chain:
