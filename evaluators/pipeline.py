@@ -175,9 +175,8 @@ def _grow_for_baselines(reservation: Any) -> None:
     shared device (``reservation`` None)."""
     if reservation is None:
         return
-    slot = reservation.slot
-    if slot.would_wait_to_grow(reservation.growth, reservation.capacity):
-        POOL.drop_built(enough=lambda: not slot.would_wait_to_grow(reservation.growth, reservation.capacity))
+    if reservation.would_wait():
+        POOL.drop_built(enough=lambda: not reservation.would_wait())
     reservation.grow()
 
 
@@ -228,7 +227,8 @@ def _evaluate(req: EvalRequest, stage: StageClock, timing_slot: AbstractContextM
 
 def _problems_side(result: EvalResult) -> bool:
     """A verdict of the problem's side, not the candidate's: a baseline's, or the evaluator's own reference run."""
-    return result.status in (Status.BASELINE_ERROR, Status.CRASHED) or result.reason.startswith("the evaluator ran")
+    return result.status in (Status.BASELINE_ERROR, Status.CRASHED) or \
+        result.provenance.get("out_of_memory_in") == "evaluator"
 
 
 def _shares_device_memory(req: EvalRequest, timing_slot: AbstractContextManager) -> bool:
@@ -254,7 +254,8 @@ def _held_or_out_of_memory(req: EvalRequest, stage: StageClock, timing_slot: Abs
     except torch.OutOfMemoryError as e:
         torch.cuda.empty_cache()
         return EvalResult(status=Status.RUNTIME_ERROR, device=req.device, reason="the evaluator ran out of device "
-                          f"memory running the reference: {str(e).splitlines()[0][:300]}")
+                          f"memory running the reference: {str(e).splitlines()[0][:300]}",
+                          provenance={"out_of_memory_in": "evaluator"})
 
 
 @contextlib.contextmanager

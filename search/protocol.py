@@ -64,8 +64,7 @@ class DeviceSlot:
         self._waiting = 0           # exclusive requests waiting
         self._reserved = 0          # device memory the evaluations under way reserved, bytes
         self._alone_waiting = 0     # reservations of the whole capacity waiting: they keep new ones out
-        self._holders = 0           # reservations under way (kept children's holds from ``try_reserve`` not counted)
-        self._to_grow: list[int] = []   # the growths that reservations under way may still take, bytes
+        self._held: list[Reservation] = []   # reservations under way (kept children's ``try_reserve`` not among them)
         self._building = 0          # holders of ``building``: work that may overlap anything but timing
 
     @contextlib.contextmanager
@@ -87,37 +86,28 @@ class DeviceSlot:
             self._alone_waiting += alone
             try:
                 self._cond.wait_for(lambda: (self._reserved == 0 or self._reserved + nbytes
-                                             + max([grow, *self._to_grow]) <= capacity)
+                                             + max(grow, self._growth_to_come()) <= capacity)
                                     and (alone or not self._alone_waiting))
             finally:
                 self._alone_waiting -= alone
             self._reserved += nbytes
-            self._holders += 1
-            self._to_grow.append(grow)
-        held = Reservation(self, nbytes, grow, capacity)
+            held = Reservation(self, nbytes, grow, capacity)
+            self._held.append(held)
         try:
             yield held
         finally:
             with self._cond:
-                if not held.grown:
-                    self._to_grow.remove(grow)
                 self._reserved -= held.nbytes
-                self._holders -= 1
+                self._held.remove(held)
                 self._cond.notify_all()
 
-    def _grow(self, held: "Reservation") -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._holders == 1 or self._reserved + held.growth <= held.capacity)
-            self._to_grow.remove(held.growth)
-            self._reserved += held.growth
-            held.nbytes += held.growth
-            held.grown = True
-            self._cond.notify_all()
+    def _growth_to_come(self) -> int:
+        """The largest growth a reservation under way may still take, bytes (0 when none). Under ``_cond``."""
+        return max((r.growth for r in self._held if not r.grown), default=0)
 
-    def would_wait_to_grow(self, growth: int, capacity: int) -> bool:
-        """Whether a reservation's ``grow()`` of ``growth`` bytes would wait now."""
-        with self._cond:
-            return self._holders > 1 and self._reserved + growth > capacity
+    def _grow_would_wait(self, held: "Reservation") -> bool:
+        """Under ``_cond``: whether ``held``'s growth must wait (never for the only reservation under way)."""
+        return len(self._held) > 1 and self._reserved + held.growth > held.capacity
 
     def try_reserve(self, nbytes: int, capacity: int) -> Callable[[], None] | None:
         """Hold ``nbytes`` now if they fit beside the reservations under way (and no reservation of the whole
@@ -126,7 +116,7 @@ class DeviceSlot:
         child never stands in the way of a reservation's ``grow()``."""
         nbytes = max(0, int(nbytes))
         with self._cond:
-            if self._reserved + nbytes + max([0, *self._to_grow]) > capacity or self._alone_waiting:
+            if self._reserved + nbytes + self._growth_to_come() > capacity or self._alone_waiting:
                 return None
             self._reserved += nbytes
         held = [True]
@@ -142,7 +132,7 @@ class DeviceSlot:
     def would_wait(self, nbytes: int, capacity: int, grow: int = 0) -> bool:
         """Whether ``reserve(nbytes, capacity, grow)`` would wait now."""
         with self._cond:
-            return (self._reserved > 0 and self._reserved + nbytes + max([grow, *self._to_grow]) > capacity) or (
+            return (self._reserved > 0 and self._reserved + nbytes + max(grow, self._growth_to_come()) > capacity) or (
                 nbytes + grow < capacity and self._alone_waiting > 0)
 
     @contextlib.contextmanager
@@ -211,8 +201,20 @@ class Reservation:
     def grow(self) -> None:
         """Take the growth declared when reserving; waits while it would not fit beside the reservations under way
         (never while this one is the only one). Once only; a second call does nothing."""
-        if not self.grown:
-            self.slot._grow(self)
+        slot = self.slot
+        with slot._cond:
+            if self.grown:
+                return
+            slot._cond.wait_for(lambda: not slot._grow_would_wait(self))
+            slot._reserved += self.growth
+            self.nbytes += self.growth
+            self.grown = True
+            slot._cond.notify_all()
+
+    def would_wait(self) -> bool:
+        """Whether ``grow()`` would wait now (False once grown)."""
+        with self.slot._cond:
+            return not self.grown and self.slot._grow_would_wait(self)
 
 
 def accepts_timing_slot(fn: Callable[..., Any]) -> bool:

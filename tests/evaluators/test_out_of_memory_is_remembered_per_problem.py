@@ -110,3 +110,17 @@ def test_the_growth_stops_at_its_ceiling():
         factor = device_memory.ran_out_shared("p.py", "default", "cuda")
     assert factor == device_memory.MAX_GROWTH == device_memory.growth("p.py", "default", "cuda")
     assert device_memory.growth("q.py", "default", "cuda") == 1.0
+
+
+def test_the_evaluators_own_reference_running_out_alone_counts_as_the_problems(tmp_path, monkeypatch):
+    """The evaluator's own reference run is the problem's side too: told apart by the result's provenance, not by
+    its reason text."""
+    def reference_out_of_memory(*args):
+        raise pipeline.torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+    monkeypatch.setattr(pipeline, "_evaluate_held", reference_out_of_memory)
+    monkeypatch.setattr(pipeline.torch.cuda, "empty_cache", lambda: None)
+    req = _req(tmp_path, "big")
+    result = evaluate(req, timing_slot=DeviceSlot(2))
+    assert result.status is Status.RUNTIME_ERROR and "evaluated_alone_after" in result.provenance
+    assert result.provenance["out_of_memory_in"] == "evaluator"
+    assert device_memory.failed_alone(req.problem_path, req.scale, req.device).startswith("the evaluator ran out")

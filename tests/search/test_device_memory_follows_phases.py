@@ -12,13 +12,6 @@ from evaluators import device_memory
 from search.protocol import DeviceSlot
 
 
-def _wait_until(cond, limit_s=10.0):
-    end = time.monotonic() + limit_s
-    while not cond():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.005)
-
-
 def test_an_evaluation_is_let_in_only_where_the_largest_growth_to_come_still_fits():
     slot = DeviceSlot()
     a = slot.reserve(20, 100, grow=50)
@@ -52,7 +45,7 @@ def test_a_growth_waits_for_an_evaluation_that_grew_to_end_then_goes_ahead():
     a, b = a_cm.__enter__(), b_cm.__enter__()
     a.grow()                                            # 20 + 50 + 20 = 90
     assert a.grown and a.nbytes == 70
-    assert slot.would_wait_to_grow(50, 100)
+    assert b.would_wait()
     grown = threading.Event()
 
     def grow_b():
@@ -68,7 +61,7 @@ def test_a_growth_waits_for_an_evaluation_that_grew_to_end_then_goes_ahead():
     t.join(5)
     assert b.nbytes == 70
     b.grow()                                            # once only: a second call takes nothing more
-    assert b.nbytes == 70 and not slot.would_wait_to_grow(30, 100)
+    assert b.nbytes == 70 and not b.would_wait()
     b_cm.__exit__(None, None, None)
     assert not slot.would_wait(100, 100)
 
@@ -76,7 +69,7 @@ def test_a_growth_waits_for_an_evaluation_that_grew_to_end_then_goes_ahead():
 def test_the_only_evaluation_grows_past_the_capacity_without_waiting():
     slot = DeviceSlot()
     with slot.reserve(80, 100, grow=60) as held:
-        assert not slot.would_wait_to_grow(60, 100)
+        assert not held.would_wait()
         held.grow()
         assert held.nbytes == 140
         assert slot.would_wait(1, 100)                  # and nothing else is let in meanwhile
@@ -89,7 +82,7 @@ def test_a_kept_child_never_takes_the_room_a_growth_needs():
         assert slot.try_reserve(40, 100) is None        # 20 + 40 + 50 > 100: refused
         kept = slot.try_reserve(30, 100)                 # 20 + 30 + 50 fits
         assert kept is not None
-        assert not slot.would_wait_to_grow(50, 100)
+        assert not held.would_wait()
         held.grow()
         kept()
     assert not slot.would_wait(100, 100)
