@@ -13,7 +13,8 @@ from typing import Any
 from evaluators.policy import TimingPolicy, VerifyPolicy
 from search import atomic
 from search.config import (CACHE_CAMPAIGN, PROPOSER_OPTIONS, Budget, CampaignConfig, CampaignSection, ConfigError,
-                           Evolution, ProblemSpec, ProposerSpec, TargetSpec, _clip, with_llm_context)
+                           Evolution, ProblemSpec, ProposerSpec, TargetSpec, with_llm_context)
+from search.toml_reader import clip
 
 log = logging.getLogger(__name__)
 
@@ -123,5 +124,5 @@ def load_snapshot(campaign_dir: str | Path) -> CampaignConfig:
     try:
         return with_llm_context(config_from_dict(json.loads(path.read_bytes())), Path(campaign_dir))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(f"{path}: damaged campaign snapshot ({type(e).__name__}: {_clip(str(e))}); "
+        raise ConfigError(f"{path}: damaged campaign snapshot ({type(e).__name__}: {clip(str(e))}); "
                           f"{SNAPSHOT_TOML} beside it is the campaign file it was made from") from None
