@@ -166,12 +166,16 @@ def main() -> None:
     from evaluators import integrity, timers, wire
 
     _bring_up(torch, limits.get("device", "cpu"))
+    # torch's lazy patches (importing dynamo: over a second on a CPU) made while a spare waits, not at its init
+    integrity.settle_torch()
 
     state: dict = {"applied": applied, "digest": digest}
     try:
         while True:
             kind, msg = wire.recv(rfd)
-            if kind == "bye":
+            if kind == "bye":               # flushed first: the parent may kill the process once answered
+                sys.stdout.flush()
+                sys.stderr.flush()
                 wire.send(wfd, "bye")
                 break
             handler = _HANDLERS.get(kind)

@@ -269,11 +269,13 @@ class Child:
             # The child is its tree's subreaper only while it lives: its descendants die before it is told to go,
             # or they would be adopted outside the tree when it exits.
             self._kill_all(self._freeze_descendants())
+            # Its answer says it has flushed its output and runs nothing; its interpreter's own exit (torch's
+            # teardown, about a second on a CPU) is not waited for: the tree is killed below. A child that must
+            # exit by itself (under ncu, whose report is written at the exit) is sent "bye" by its user first.
             try:
                 wire.send(self._wfd, "bye")
                 wire.recv(self._rfd, deadline=time.monotonic() + 5)
-                self.proc.wait(timeout=5)
-            except (wire.WireError, OSError, subprocess.TimeoutExpired):
+            except (wire.WireError, OSError):
                 pass
         self.kill_tree()
         for fd in (self._rfd, self._wfd):

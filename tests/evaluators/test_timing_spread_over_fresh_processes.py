@@ -102,6 +102,15 @@ def test_a_bench_over_two_pairs_of_processes_starts_a_new_pair_and_reports_both(
     problem = tmp_path / "tanh_double.py"
     problem.write_text(PROBLEM)
     taken = _recording_takes(monkeypatch)
+    from evaluators import timing_phase
+    trials: list[tuple[int, int, int]] = []         # (candidate pid, trials, probes) of each fresh pair's check
+    check = timing_phase.verify_calls
+
+    def recorded_check(child, ref, policy, *args, **kwargs):
+        trials.append((child.proc.pid, policy.trials, len(policy.probes)))
+        return check(child, ref, policy, *args, **kwargs)
+
+    monkeypatch.setattr(timing_phase, "verify_calls", recorded_check)
     one = _bench(problem, tmp_path / "cache", 1)
     assert one.status == Status.ACCEPTED, one.reason
     first = list(taken)
@@ -121,8 +130,12 @@ def test_a_bench_over_two_pairs_of_processes_starts_a_new_pair_and_reports_both(
     lo, hi = two.speedup_ci
     assert all(lo <= s <= hi for s in timing["process_speedups"])
     assert timing["blocks"] >= 2 * 3                       # each pair at least its share of min_blocks
-    # the new pair's candidate was checked too: one trial before its timed calls, and timed calls at random
-    assert two.checked_calls > one.checked_calls
+    # the new pair's candidate was checked too: one fresh trial before its timed calls (the first pair's candidate
+    # was verified by the pipeline), and each pair's last timed call at least, so more checks than verification's
+    assert trials == [(candidates[1], 1, 0)], (trials, candidates)
+    verification = VerifyPolicy(seed=5).trials + len(VerifyPolicy(seed=5).probes)
+    assert one.checked_calls >= verification + 1
+    assert two.checked_calls >= verification + 1 + 2
     assert one.timing["processes"] == 1 and one.timing["process_speedups"] == []
 
 

@@ -33,6 +33,15 @@ CASES = [(name, version, rel) for name, rels in APPLIES.items() for rel in rels 
 pytestmark = pytest.mark.skipif(not CASES, reason=f"no KernelBench problems under {KERNELBENCH}")
 
 
+def _first_samples(inputs: list, n: int = 2) -> list:
+    """The problem's inputs cut to their first ``n`` samples, every tensor that has the first input's batch size:
+    the weights and the per-sample work stay the problem's own (level2/20's transposed 3-D convolution took 46 s
+    of a CI run at its full batch of 16)."""
+    batch = inputs[0].shape[0] if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() else None
+    return [x[:n] if batch and isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == batch else x
+            for x in inputs]
+
+
 @pytest.mark.parametrize("name,version,rel", CASES, ids=[f"{n}-{v}/{r.split('/')[1][:40]}" for n, v, r in CASES])
 def test_rewrite_applies_and_is_exact_on_the_problem(name, version, rel):
     problem = Problem.from_path(KERNELBENCH / version / rel)
@@ -47,6 +56,6 @@ def test_rewrite_applies_and_is_exact_on_the_problem(name, version, rel):
                 continue
             ref, new, prob = build_pair(problem.source, out[0])
             torch.manual_seed(1)
-            inputs = prob.get_inputs()
+            inputs = _first_samples(prob.get_inputs())
             with torch.no_grad():
                 assert max_violation(ref(*inputs), new(*inputs)) <= 0, names

@@ -41,7 +41,8 @@ def _record(tmp: Path, name: str, cache: str | None) -> dict:
     return prov["baseline"]
 
 
-def test_a_second_campaign_on_the_node_reads_the_baselines_the_first_measured(tmp_path, monkeypatch):
+def test_a_second_campaign_on_the_node_reads_the_baselines_and_one_with_its_own_cache_measures_afresh(
+        tmp_path, monkeypatch):
     node = tmp_path / "node-cache"
     monkeypatch.setenv("KSWARM_CACHE", str(node))
     first = _record(tmp_path, "first", None)          # the default: the node's cache
@@ -51,14 +52,9 @@ def test_a_second_campaign_on_the_node_reads_the_baselines_the_first_measured(tm
     second = _record(tmp_path, "second", "node")
     assert second["cached"] is True and second["key"] == first["key"]
     assert second["measured_at"] == first["measured_at"]
-
-
-def test_a_campaign_with_its_own_cache_measures_afresh(tmp_path, monkeypatch):
-    node = tmp_path / "node-cache"
-    monkeypatch.setenv("KSWARM_CACHE", str(node))
-    _record(tmp_path, "first", None)
+    # the node's cache holds the record now, and a campaign with a cache of its own measures afresh all the same
     own = _record(tmp_path, "own", "campaign")
-    assert own["cached"] is False
+    assert own["cached"] is False and own["key"] == first["key"]
     assert (tmp_path / "own" / "cache" / "baselines" / f"{own['key']}.json").is_file()
     # and a named folder, relative to the campaign file, is one more cache of its own
     named = _record(tmp_path, "named", "shared-cache")
