@@ -29,6 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from proposers.rewrites import match
+from proposers.rewrites.affine_parts import (Mat, Rep, Vec, as_tuple, compose, conv_parts, linear_parts, madd,
+                                            matvec, mneg, norm_affine_of, scale_rows, vadd, vmul, vneg)
 from proposers.rewrites.codegen import Emission
 from proposers.rewrites.problem import node_shape
 
@@ -36,205 +38,20 @@ ALL_RULES = frozenset({"chain", "scale_bias", "bn", "norm_affine", "residual", "
                        "reduce_commute", "pool"})
 
 
-@dataclasses.dataclass(frozen=True)
-class Vec:
-    code: str
-    scalar: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class Mat:
-    dense: str | None = None     # weight (linear: out x in; conv: out x in/groups x k...)
-    diag: Vec | None = None      # when not dense: diagonal values, None for the identity
-
-
-ONE = Vec("1.0", True)
-
-
-def _vmul(a: Vec | None, b: Vec) -> Vec:
-    return b if a is None else Vec(f"({a.code}) * ({b.code})", a.scalar and b.scalar)
-
-
-def _vadd(a: Vec | None, b: Vec | None) -> Vec | None:
-    if a is None or b is None:
-        return a or b
-    return Vec(f"({a.code}) + ({b.code})", a.scalar and b.scalar)
-
-
-def _vneg(a: Vec | None) -> Vec | None:
-    return None if a is None else Vec(f"(-({a.code}))", a.scalar)
-
-
-def _scale_rows(a: Mat, s: Vec, spatial: int) -> Mat:
-    if a.dense is None:
-        return Mat(diag=_vmul(a.diag, s))
-    if s.scalar:
-        return Mat(f"({s.code}) * ({a.dense})")
-    shape = ", ".join(["-1", "1"] + ["1"] * spatial)
-    return Mat(f"({s.code}).reshape({shape}) * ({a.dense})")
-
-
-def _compose(w: str, a: Mat) -> Mat:
-    """The matrix ``w @ a`` (``w`` dense, out x in)."""
-    if a.dense is not None:
-        return Mat(f"({w}) @ ({a.dense})")
-    if a.diag is None:
-        return Mat(w)
-    if a.diag.scalar:
-        return Mat(f"({w}) * ({a.diag.code})")
-    return Mat(f"({w}) * ({a.diag.code}).reshape(1, -1)")
-
-
-def _apply(w: str, c: Vec | None) -> Vec | None:
-    if c is None:
-        return None
-    return Vec(f"_ks_mv({w}, torch.as_tensor({c.code}, dtype=torch.float64))", False) if c.scalar else \
-        Vec(f"({w}) @ ({c.code})", False)
-
-
-def _madd(a: Mat, b: Mat) -> Mat:
-    if a.dense is None and b.dense is None:
-        return Mat(diag=_vadd(a.diag or ONE, b.diag or ONE))
-    if a.dense is None:
-        a, b = b, a
-    if b.dense is None:
-        return Mat(f"_ks_add_diag({a.dense}, {(b.diag or ONE).code})")
-    return Mat(f"({a.dense}) + ({b.dense})")
-
-
-def _mneg(a: Mat, spatial: int = 0) -> Mat:
-    return _scale_rows(a, Vec("-1.0", True), spatial)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvCfg:
-    nd: int
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    dilation: tuple[int, ...]
-    groups: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Rep:
-    family: str                       # "linear" (feature axis last) or "conv" (feature axis 1)
-    base: fx.Node
-    base_ops: tuple = ()              # ("norm", node) | ("reduce", kind, dims, keepdim)
-    a: Mat = Mat()
-    c: Vec | None = None
-    conv: ConvCfg | None = None
-    nlin: int = 0
-    nops: int = 0
-    dtype_src: str = ""
-    squeeze: int | None = None        # a feature reduction without keepdim: terminal
-    eval_only: tuple[str, ...] = ()
-    used: frozenset = frozenset()     # the rules that built this region
-
-    @property
-    def spatial(self) -> int:
-        return self.conv.nd if self.conv else 0
-
-    def worth(self) -> bool:
-        return self.nlin >= 1 and self.nops >= 2 and self.a.dense is not None
-
-
-def _tuple(v: Any, nd: int) -> tuple[int, ...] | None:
-    if isinstance(v, int):
-        return (v,) * nd
-    if isinstance(v, (tuple, list)) and len(v) == nd and all(isinstance(x, int) for x in v):
-        return tuple(v)
-    return None
-
-
-# ---- seeds: a Linear, a matmul by a constant, a convolution, a norm's affine -------------------------------------
-
-def _linear_parts(n: fx.Node, gm: fx.GraphModule) -> tuple[fx.Node, str, Vec | None, str] | None:
-    """(input, weight code, bias, dtype source) of a Linear-like node."""
-    k = match.kind(n, gm)
-    if k == "linear":
-        mod = match.module_of(n, gm)
-        if mod is not None:
-            bias = Vec(f"_ks_get(self, {n.target + '.bias'!r})", False) if mod.bias is not None else None
-            return n.args[0], f"_ks_get(self, {n.target + '.weight'!r})", bias, match.attr_code(n.target + ".weight")
-        x, w, b = n.args[0], match.arg(n, 1, "weight"), match.arg(n, 2, "bias")
-        if not isinstance(w, fx.Node) or not match.is_static(w) or not match.is_static(b):
-            return None
-        wc, bc = match.static_code(w), match.static_code(b)
-        if wc is None or bc is None:
-            return None
-        return x, wc, (None if b is None else Vec(bc, False)), f"({wc.replace('_ks_get', '_ks_raw')})"
-    if k == "matmul" and len(n.args) == 2 and not n.kwargs:
-        x, p = n.args
-        ps = match.shape(p)
-        xs = match.shape(x)
-        if isinstance(p, fx.Node) and match.is_static(p) and ps is not None and len(ps) == 2 and xs and len(xs) >= 2:
-            pc = match.static_code(p)
-            if pc is not None:
-                return x, f"({pc}).t()", None, f"({pc.replace('_ks_get', '_ks_raw')})"
-    return None
-
-
-def _conv_parts(n: fx.Node, gm: fx.GraphModule) -> tuple[fx.Node, str, Vec | None, ConvCfg, str] | None:
-    if match.kind(n, gm) != "conv":
-        return None
-    mod = match.module_of(n, gm)
-    if mod is not None:
-        nd = len(mod.kernel_size)
-        if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
-            return None
-        cfg = ConvCfg(nd, tuple(mod.stride), tuple(mod.padding), tuple(mod.dilation), mod.groups)
-        bias = Vec(f"_ks_get(self, {n.target + '.bias'!r})", False) if mod.bias is not None else None
-        return n.args[0], f"_ks_get(self, {n.target + '.weight'!r})", bias, cfg, match.attr_code(n.target + ".weight")
-    x, w, b = n.args[0], match.arg(n, 1, "weight"), match.arg(n, 2, "bias")
-    ws = match.shape(w)
-    if not isinstance(w, fx.Node) or not match.is_static(w) or not match.is_static(b) or ws is None:
-        return None
-    nd = len(ws) - 2
-    vals = [_tuple(match.arg(n, i, name, d), nd) for i, name, d in ((3, "stride", 1), (4, "padding", 0),
-                                                                   (5, "dilation", 1))]
-    groups = match.arg(n, 6, "groups", 1)
-    wc, bc = match.static_code(w), match.static_code(b)
-    if any(v is None for v in vals) or not isinstance(groups, int) or wc is None or bc is None:
-        return None
-    cfg = ConvCfg(nd, vals[0], vals[1], vals[2], groups)
-    return x, wc, (None if b is None else Vec(bc, False)), cfg, f"({wc.replace('_ks_get', '_ks_raw')})"
-
-
-def _norm_affine(n: fx.Node, gm: fx.GraphModule) -> tuple[Vec, Vec | None] | None:
-    k = match.kind(n, gm)
-    mod = match.module_of(n, gm)
-    if k in ("layer_norm", "rms_norm") and mod is not None:
-        if getattr(mod, "weight", None) is None or len(mod.normalized_shape) != 1:
-            return None
-        bias = getattr(mod, "bias", None)
-        return (Vec(f"_ks_get(self, {n.target + '.weight'!r})", False),
-                None if bias is None else Vec(f"_ks_get(self, {n.target + '.bias'!r})", False))
-    if k == "layer_norm" and mod is None:
-        shape, w, b = match.arg(n, 1, "normalized_shape"), match.arg(n, 2, "weight"), match.arg(n, 3, "bias")
-        if not isinstance(shape, (tuple, list)) or len(shape) != 1 or not isinstance(w, fx.Node):
-            return None
-        if not (match.is_static(w) and match.is_static(b)):
-            return None
-        wc, bc = match.static_code(w), match.static_code(b)
-        if wc is None or bc is None:
-            return None
-        return Vec(f"({wc}).reshape(-1)", False), (None if b is None else Vec(f"({bc}).reshape(-1)", False))
-    return None
-
 
 def _seed(n: fx.Node, gm: fx.GraphModule, rules: frozenset[str]) -> Rep | None:
-    lin = _linear_parts(n, gm)
+    lin = linear_parts(n, gm)
     if lin is not None:
         x, w, b, dt = lin
         if isinstance(x, fx.Node):
             return Rep("linear", x, (), Mat(w), b, nlin=1, nops=1, dtype_src=dt)
-    conv = _conv_parts(n, gm)
+    conv = conv_parts(n, gm)
     if conv is not None:
         x, w, b, cfg, dt = conv
         if isinstance(x, fx.Node):
             return Rep("conv", x, (), Mat(w), b, conv=cfg, nlin=1, nops=1, dtype_src=dt)
     if "norm_affine" in rules:
-        aff = _norm_affine(n, gm)
+        aff = norm_affine_of(n, gm)
         if aff is not None and isinstance(n.args[0], fx.Node):
             return Rep("linear", n.args[0], (("norm", n),), Mat(diag=aff[0]), aff[1], nops=1)
     return None
@@ -278,15 +95,15 @@ def _same_shape(a: Any, b: Any) -> bool:
 
 
 def _extend_linear(n, gm, reps, rules) -> tuple[Rep, list] | None:
-    lin = _linear_parts(n, gm)
+    lin = linear_parts(n, gm)
     if lin is not None:
         x, w, b, _ = lin
         r = _sole(x, n, reps)
         if r is None or r.family != "linear" or not ("chain" in rules or r.nlin == 0):
             return None
-        return dataclasses.replace(r, a=_compose(w, r.a), c=_vadd(_apply(w, r.c), b), nlin=r.nlin + 1,
+        return dataclasses.replace(r, a=compose(w, r.a), c=vadd(matvec(w, r.c), b), nlin=r.nlin + 1,
                                    nops=r.nops + 1, dtype_src=r.dtype_src or lin[3]), [x]
-    conv = _conv_parts(n, gm)
+    conv = conv_parts(n, gm)
     if conv is not None and "chain" in rules:
         x, w, b, cfg, _ = conv
         r = _sole(x, n, reps)
@@ -300,7 +117,7 @@ def _extend_linear(n, gm, reps, rules) -> tuple[Rep, list] | None:
             return None
         w2 = f"({w}).flatten(1)"
         return dataclasses.replace(r, a=Mat(f"torch.tensordot({w2}, {r.a.dense}, dims=1)"),
-                                   c=_vadd(_apply(w2, r.c), b), nlin=r.nlin + 1, nops=r.nops + 1), [x]
+                                   c=vadd(matvec(w2, r.c), b), nlin=r.nlin + 1, nops=r.nops + 1), [x]
     return None
 
 
@@ -312,7 +129,7 @@ def _extend_elementwise(n, gm, reps, rules, k, residual: bool) -> tuple[Rep, lis
         r = _sole(args[0], n, reps)
         if r is None or "scale_bias" not in rules:
             return None
-        return dataclasses.replace(r, a=_mneg(r.a, r.spatial), c=_vneg(r.c), nops=r.nops + 1), [args[0]]
+        return dataclasses.replace(r, a=mneg(r.a, r.spatial), c=vneg(r.c), nops=r.nops + 1), [args[0]]
     if len(args) != 2:
         return None
     a, b = args
@@ -320,8 +137,8 @@ def _extend_elementwise(n, gm, reps, rules, k, residual: bool) -> tuple[Rep, lis
     if residual and "residual" in rules and k in ("add", "sub") and _same_shape(a, b):
         if ra is not None and rb is not None and ra.family == rb.family == "linear" and ra.base is rb.base \
                 and ra.base_ops == rb.base_ops:
-            a2, c2 = (rb.a, rb.c) if k == "add" else (_mneg(rb.a), _vneg(rb.c))
-            return dataclasses.replace(ra, a=_madd(ra.a, a2), c=_vadd(ra.c, c2), nlin=ra.nlin + rb.nlin,
+            a2, c2 = (rb.a, rb.c) if k == "add" else (mneg(rb.a), vneg(rb.c))
+            return dataclasses.replace(ra, a=madd(ra.a, a2), c=vadd(ra.c, c2), nlin=ra.nlin + rb.nlin,
                                        nops=ra.nops + rb.nops + 1, eval_only=ra.eval_only + rb.eval_only), [a, b]
         for r, other, first in ((ra, b, True), (rb, a, False)):
             if r is not None and r.family == "linear" and other is r.base and not r.base_ops \
@@ -329,8 +146,8 @@ def _extend_elementwise(n, gm, reps, rules, k, residual: bool) -> tuple[Rep, lis
                 # add: region + base; sub: region - base (region first) or base - region
                 negate_region = k == "sub" and not first
                 ident = -1.0 if (k == "sub" and first) else 1.0
-                a_new = _mneg(r.a) if negate_region else r.a
-                c_new = _vneg(r.c) if negate_region else r.c
+                a_new = mneg(r.a) if negate_region else r.a
+                c_new = vneg(r.c) if negate_region else r.c
                 return dataclasses.replace(r, a=Mat(f"_ks_add_diag({a_new.dense}, {ident})"), c=c_new,
                                            nops=r.nops + 1), [a if first else b]
     if residual or "scale_bias" not in rules:
@@ -345,18 +162,18 @@ def _extend_elementwise(n, gm, reps, rules, k, residual: bool) -> tuple[Rep, lis
         if v is None:
             continue
         if k == "mul":
-            return dataclasses.replace(r, a=_scale_rows(r.a, v, r.spatial), c=_vmul(r.c, v) if r.c else None,
+            return dataclasses.replace(r, a=scale_rows(r.a, v, r.spatial), c=vmul(r.c, v) if r.c else None,
                                        nops=r.nops + 1), [src]
         if k == "div" and first:
             inv = Vec(f"(1.0 / ({v.code}))", v.scalar)
-            return dataclasses.replace(r, a=_scale_rows(r.a, inv, r.spatial), c=_vmul(r.c, inv) if r.c else None,
+            return dataclasses.replace(r, a=scale_rows(r.a, inv, r.spatial), c=vmul(r.c, inv) if r.c else None,
                                        nops=r.nops + 1), [src]
         if k == "add":
-            return dataclasses.replace(r, c=_vadd(r.c, v), nops=r.nops + 1), [src]
+            return dataclasses.replace(r, c=vadd(r.c, v), nops=r.nops + 1), [src]
         if k == "sub":
             if first:
-                return dataclasses.replace(r, c=_vadd(r.c, _vneg(v)), nops=r.nops + 1), [src]
-            return dataclasses.replace(r, a=_mneg(r.a, r.spatial), c=_vadd(_vneg(r.c), v), nops=r.nops + 1), [src]
+                return dataclasses.replace(r, c=vadd(r.c, vneg(v)), nops=r.nops + 1), [src]
+            return dataclasses.replace(r, a=mneg(r.a, r.spatial), c=vadd(vneg(r.c), v), nops=r.nops + 1), [src]
     return None
 
 
@@ -395,7 +212,7 @@ def _extend_bn(n, gm, reps, rules) -> tuple[Rep, list] | None:
         eval_only = ()
     s = Vec(f"(({w}) / torch.sqrt({rv} + {eps}))", False)
     t = Vec(f"(-({rm}) * {s.code})" if b is None else f"(({b}) - ({rm}) * {s.code})", False)
-    return dataclasses.replace(r, a=_scale_rows(r.a, s, r.spatial), c=_vadd(_vmul(r.c, s) if r.c else None, t),
+    return dataclasses.replace(r, a=scale_rows(r.a, s, r.spatial), c=vadd(vmul(r.c, s) if r.c else None, t),
                                nops=r.nops + 1, eval_only=r.eval_only + eval_only), [x]
 
 
@@ -442,9 +259,9 @@ def _extend_pool(n, gm, reps, rules) -> tuple[Rep, list] | None:
     else:
         ks, st, pad = match.arg(n, 1, "kernel_size"), match.arg(n, 2, "stride"), match.arg(n, 3, "padding", 0)
         ceil, div = match.arg(n, 4, "ceil_mode", False), match.arg(n, 6, "divisor_override")
-    ks = _tuple(ks, nd)
-    st = ks if st is None or st == [] or st == () else _tuple(st, nd)
-    pad = _tuple(pad, nd)
+    ks = as_tuple(ks, nd)
+    st = ks if st is None or st == [] or st == () else as_tuple(st, nd)
+    pad = as_tuple(pad, nd)
     if ks is None or st is None or pad is None or any(pad) or ceil or div is not None:
         return None
     a = Mat(f"_ks_pool_kernel({r.a.dense}, {ks!r}, {r.conv.stride!r})")

@@ -15,7 +15,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from proposers.rewrites import match
-from proposers.rewrites.affine import _tuple
+from proposers.rewrites.affine_parts import as_tuple
 from proposers.rewrites.problem import node_shape
 
 NAME = "avgpool_conv"
@@ -37,9 +37,9 @@ def _pool(n: fx.Node, gm: fx.GraphModule) -> tuple[int, tuple, tuple, tuple] | N
         ks, st, pad = match.arg(n, 1, "kernel_size"), match.arg(n, 2, "stride"), match.arg(n, 3, "padding", 0)
         ceil, incl = match.arg(n, 4, "ceil_mode", False), match.arg(n, 5, "count_include_pad", True)
         div = match.arg(n, 6, "divisor_override")
-    ks = _tuple(ks, nd)
-    st = ks if st is None or st == [] or st == () else _tuple(st, nd)
-    pad = _tuple(pad, nd)
+    ks = as_tuple(ks, nd)
+    st = ks if st is None or st == [] or st == () else as_tuple(st, nd)
+    pad = as_tuple(pad, nd)
     if ks is None or st is None or pad is None or ceil is not False or div is not None:
         return None
     if any(pad) and incl is not True:

@@ -13,7 +13,7 @@ import torch
 import torch.fx as fx
 
 from proposers.rewrites import match
-from proposers.rewrites.affine import _linear_parts
+from proposers.rewrites.affine_parts import linear_parts
 
 NAME = "concat_linears"
 
@@ -26,7 +26,7 @@ def _pairs(gm: fx.GraphModule) -> list[tuple[fx.Node, tuple, tuple]]:
         a, b = n.args
         if not all(isinstance(v, fx.Node) and len(v.users) == 1 for v in (a, b)):
             continue
-        pa, pb = _linear_parts(a, gm), _linear_parts(b, gm)
+        pa, pb = linear_parts(a, gm), linear_parts(b, gm)
         if pa is None or pb is None or pa[0] is pb[0]:
             continue
         sa, sb, so = match.shape(pa[0]), match.shape(pb[0]), match.shape(n)

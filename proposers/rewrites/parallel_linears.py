@@ -11,7 +11,7 @@ import warnings
 import torch
 import torch.fx as fx
 
-from proposers.rewrites.affine import _linear_parts
+from proposers.rewrites.affine_parts import linear_parts
 
 NAME = "parallel_linears"
 
@@ -19,7 +19,7 @@ NAME = "parallel_linears"
 def _groups(gm: fx.GraphModule) -> list[list[tuple[fx.Node, tuple]]]:
     by_input: dict[fx.Node, list[tuple[fx.Node, tuple]]] = {}
     for n in gm.graph.nodes:
-        parts = _linear_parts(n, gm)
+        parts = linear_parts(n, gm)
         if parts is not None and isinstance(parts[0], fx.Node):
             by_input.setdefault(parts[0], []).append((n, parts))
     return [g for g in by_input.values() if len(g) >= 2]

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from proposers.rewrites import match
-from proposers.rewrites.affine import _tuple
+from proposers.rewrites.affine_parts import as_tuple
 
 NAME = "pool_merge"
 _MAX_FN = {F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3, torch.max_pool1d: 1, torch.max_pool2d: 2,
@@ -36,9 +36,9 @@ def _pool(n: fx.Node, gm: fx.GraphModule) -> tuple[str, int, tuple[int, ...], st
         if kind is None:
             return None
         nd = (_MAX_MOD if kind == "max" else _AVG_MOD)[type(mod)]
-        ks, st, pad = _tuple(mod.kernel_size, nd), _tuple(mod.stride, nd), _tuple(mod.padding, nd)
+        ks, st, pad = as_tuple(mod.kernel_size, nd), as_tuple(mod.stride, nd), as_tuple(mod.padding, nd)
         if kind == "max":
-            if _tuple(mod.dilation, nd) != (1,) * nd or mod.return_indices:
+            if as_tuple(mod.dilation, nd) != (1,) * nd or mod.return_indices:
                 return None
         elif getattr(mod, "divisor_override", None) is not None:
             return None
@@ -54,13 +54,13 @@ def _pool(n: fx.Node, gm: fx.GraphModule) -> tuple[str, int, tuple[int, ...], st
     if kind is None:
         return None
     nd = (_MAX_FN if kind == "max" else _AVG_FN)[n.target]
-    ks = _tuple(match.arg(n, 1, "kernel_size"), nd)
+    ks = as_tuple(match.arg(n, 1, "kernel_size"), nd)
     st = match.arg(n, 2, "stride")
-    st = ks if st is None or st == [] or st == () else _tuple(st, nd)
-    pad = _tuple(match.arg(n, 3, "padding", 0), nd)
+    st = ks if st is None or st == [] or st == () else as_tuple(st, nd)
+    pad = as_tuple(match.arg(n, 3, "padding", 0), nd)
     if kind == "max":
-        extra = (_tuple(match.arg(n, 4, "dilation", 1), nd) == (1,) * nd and match.arg(n, 5, "ceil_mode", False) is False
-                 and match.arg(n, 6, "return_indices", False) is False)
+        extra = (as_tuple(match.arg(n, 4, "dilation", 1), nd) == (1,) * nd
+                 and match.arg(n, 5, "ceil_mode", False) is False and match.arg(n, 6, "return_indices", False) is False)
     else:
         extra = match.arg(n, 4, "ceil_mode", False) is False and match.arg(n, 6, "divisor_override") is None
     if ks is None or st != ks or pad != (0,) * nd or not extra:
