@@ -18,7 +18,8 @@ import pytest
 from evaluators.pipeline import evaluate
 from evaluators.policy import EvalRequest, VerifyPolicy
 from evaluators.result import Status
-from evaluators.sandbox import BUILD_CACHES, TRUSTED_BUILDS, Child, SandboxLimits
+from evaluators.child_env import BUILD_CACHES, TRUSTED_BUILDS
+from evaluators.sandbox import Child, SandboxLimits
 
 PROBLEM = """\
 import torch
@@ -169,12 +170,12 @@ def test_a_candidate_starts_with_a_private_copy_of_the_trusted_caches(tmp_path):
 
 
 def test_trusted_caches_above_the_limit_are_not_copied(tmp_path, monkeypatch):
-    from evaluators import sandbox
+    from evaluators import child_env as given
     big = tmp_path / TRUSTED_BUILDS / "triton" / "k"
     big.parent.mkdir(parents=True)
     big.write_bytes(b"x" * 4096)
-    monkeypatch.setattr(sandbox, "SEED_MAX_BYTES", 1024)
-    assert sandbox.seed_builds(tmp_path / "own", tmp_path) == 0 and not (tmp_path / "own").exists()
-    monkeypatch.setattr(sandbox, "SEED_MAX_BYTES", 1 << 20)
-    assert sandbox.seed_builds(tmp_path / "own", tmp_path) == 4096
+    monkeypatch.setattr(given, "SEED_MAX_BYTES", 1024)
+    assert given.seed_builds(tmp_path / "own", tmp_path) == 0 and not (tmp_path / "own").exists()
+    monkeypatch.setattr(given, "SEED_MAX_BYTES", 1 << 20)
+    assert given.seed_builds(tmp_path / "own", tmp_path) == 4096
     assert (tmp_path / "own" / "triton" / "k").read_bytes() == big.read_bytes()

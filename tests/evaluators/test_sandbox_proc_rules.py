@@ -10,13 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from evaluators.child import _resolve_proc_self
-from evaluators.sandbox import BUILD_CACHES, PROC_SELF_TASKS, PROJECT_ROOT, writable_paths
+from evaluators.child_env import BUILD_CACHES, PROC_SELF_TASKS, PROJECT_ROOT, writable_paths
 
 
 def test_a_cuda_child_may_write_its_own_tasks_and_nothing_else_under_proc(tmp_path):
@@ -50,7 +48,7 @@ def test_proc_self_is_resolved_to_the_childs_own_pid(path, resolved):
 PROBE = """\
 import errno, json, os, sys, threading
 from evaluators.child import _apply_limits
-from evaluators.sandbox import writable_paths
+from evaluators.child_env import writable_paths
 
 scratch = sys.argv[1]
 applied = _apply_limits({"max_file_mb": 64, "isolate_network": False, "device": "cuda",
