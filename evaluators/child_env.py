@@ -106,7 +106,7 @@ def writable_paths(scratch: Path, builds: Path, *, trusted: bool, device: str, e
     (570 and later) names the threads it starts by writing ``/proc/self/task/<tid>/comm`` and fails with error 304
     (operating system) when it may not. Nothing else under /proc: not another process's entries, not /proc/sys.
     The child resolves ``/proc/self`` to its own pid and may write files there, never create or remove any
-    (``child._confine_writes``). Where a driver needs more, ``[verify] extra_writable = ["/proc"]`` brings back
+    (``child_limits.confine_writes``). Where a driver needs more, ``[verify] extra_writable = ["/proc"]`` brings back
     the whole of /proc (the old rule)."""
     shared = [str(Path(builds) / name) for name in BUILD_CACHES] if trusted else []
     paths = [str(scratch), *shared, *device_nodes(device), *extra]

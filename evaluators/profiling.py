@@ -120,7 +120,7 @@ def with_profile(result, extra: dict[str, Any]) -> Any:
     if "ncu_error" in extra:
         log.info("no ncu counters for this candidate: %s", extra["ncu_error"])
     if extra.get("ncu"):
-        from evaluators.ncu import against_problem
+        from evaluators.ncu_report import against_problem
         extra = {**extra, "ncu": against_problem(extra["ncu"], result.profile)}
     line = roofline({**result.profile, **extra}, result.candidate.median_ms,
                     cores=int(result.provenance.get("threads") or 1), device_name=result.device_name)

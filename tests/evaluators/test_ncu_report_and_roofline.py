@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 
 from evaluators.machine_specs import machine_spec
-from evaluators.ncu import (CORE_METRICS, NCU_MAX_KERNELS, against_problem, launcher, ncu_messages, parse_csv,
-                            roofline_row, select_metrics, summarise, to_base)
+from evaluators.ncu import launcher
+from evaluators.ncu_report import (CORE_METRICS, NCU_MAX_KERNELS, against_problem, ncu_messages, parse_csv,
+                                   roofline_row, select_metrics, summarise, to_base)
 from proposers.llm.prompts import profile_text
 
 HEADER = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size",'

@@ -2,7 +2,7 @@
 ``/proc/self/task/<tid>/comm``); never another process's entries, /proc/sys, or its own process-wide knobs.
 
 The list of writable paths is a pure function and is checked as such. The rules themselves are checked in a real
-process that applies the child's own limits (``evaluators.child._apply_limits``) with a CUDA child's list, which
+process that applies the child's own limits (``evaluators.child_limits.apply_limits``) with a CUDA child's list, which
 needs no GPU: the driver's writes are played by the process itself."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from evaluators.child import _resolve_proc_self
+from evaluators.child_limits import resolve_proc_self
 from evaluators.child_env import BUILD_CACHES, PROC_SELF_TASKS, PROJECT_ROOT, writable_paths
 
 
@@ -42,16 +42,16 @@ def test_only_a_baseline_child_may_write_the_shared_build_caches(tmp_path):
     ("/proc/sys/kernel", "/proc/sys/kernel"), ("/tmp/proc/self", "/tmp/proc/self"),
 ])
 def test_proc_self_is_resolved_to_the_childs_own_pid(path, resolved):
-    assert _resolve_proc_self(path, 4242) == resolved
+    assert resolve_proc_self(path, 4242) == resolved
 
 
 PROBE = """\
 import errno, json, os, sys, threading
-from evaluators.child import _apply_limits
+from evaluators.child_limits import apply_limits
 from evaluators.child_env import writable_paths
 
 scratch = sys.argv[1]
-applied = _apply_limits({"max_file_mb": 64, "isolate_network": False, "device": "cuda",
+applied = apply_limits({"max_file_mb": 64, "isolate_network": False, "device": "cuda",
                          "writable": writable_paths(scratch, scratch, trusted=False, device="cuda")})
 seen = {"confined": applied["filesystem_confined"]}
 
