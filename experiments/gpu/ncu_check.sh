@@ -45,7 +45,7 @@ b = a @ a; torch.cuda.synchronize()" > "$OUT/ncu_calib.csv" 2>&1
   echo "rc=$?"
   python3 - "$OUT/ncu_calib.csv" <<'PY'
 import sys
-from evaluators.ncu import parse_csv
+from evaluators.ncu_report import parse_csv
 for launch in parse_csv(open(sys.argv[1]).read()):
     ops = launch.metrics.get("sm__ops_path_tensor_src_bf16_dst_fp32.sum")
     print(f"  {launch.name[:70]}: {launch.metrics.get('gpu__time_duration.sum', 0) * 1e3:.4f} ms, tensor ops "
@@ -56,7 +56,8 @@ PY
   echo "== 3. metric names for this chip"
   timeout "$(cap 20)" "$NCU" --query-metrics 2>&1 | grep -E "(sm__ops_path_tensor|dram__bytes_read|gpu__time_duration|sm__sass_thread_inst_executed_op_ffma)" | head -n 20
   python3 -c "
-from evaluators.ncu import find_ncu, query_metrics, select_metrics
+from evaluators.ncu import find_ncu, query_metrics
+from evaluators.ncu_report import select_metrics
 m = select_metrics(query_metrics(find_ncu())); print(len(m), 'metrics chosen; tensor:', [x for x in m if 'tensor' in x])"
 fi
 
