@@ -77,8 +77,7 @@ def _h_init(state, msg, *, torch, inp, timers, integrity):
     state["digest_inputs_on"] = bool(msg.get("digest_inputs", True))   # [verify] digest_inputs
     problem, _ = load_problem_module(msg["problem_path"], msg["scale"])
     state["problem"] = problem
-    torch.set_grad_enabled(False)
-    integrity.settle_torch()
+    torch.set_grad_enabled(False)        # torch's own lazy patches were made at start-up (main)
     state["before"] = integrity.snapshot(extra_modules=_HARNESS_MODULES)
     state["digest_guard"] = state["digest"].Guard(device)     # the dispatch state, before any candidate code
     state["settings_before"] = integrity.global_settings()

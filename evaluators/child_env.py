@@ -14,9 +14,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Variables a child may inherit. Anything else (API keys, tokens, cloud credentials) never reaches it.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "CUDA_PATH",
-              "LD_LIBRARY_PATH", "CC", "CXX", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
-              "OPENBLAS_L2_SIZE", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "SYSTEMROOT")
+             "LD_LIBRARY_PATH", "CC", "CXX", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+             "OPENBLAS_L2_SIZE", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "SYSTEMROOT")
 
+# The build caches of torch and Triton, and the variable that points each at its folder. Every candidate's child
+# has its own, inside its scratch folder and removed with it: a candidate could otherwise leave a built extension,
+# an Inductor artefact or a Triton kernel at a predictable key for a later candidate, or the compiled baseline, to
+# load. Baseline children (trusted: only the problem's own code runs in them) share one set under the cache folder,
+# ``TRUSTED_BUILDS``, which no candidate's child may write to (Landlock grants it only to baseline children).
 BUILD_CACHES = {"torch_extensions": "TORCH_EXTENSIONS_DIR", "inductor": "TORCHINDUCTOR_CACHE_DIR",
                 "triton": "TRITON_CACHE_DIR"}
 TRUSTED_BUILDS = "trusted-builds"   # under the cache folder: the baselines' shared build caches

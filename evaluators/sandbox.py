@@ -60,13 +60,9 @@ class ChildFailed(Exception):
         self.reason = reason
 
 
-# The build caches of torch and Triton, and the variable that points each at its folder. Every candidate's child
-# has its own, inside its scratch folder and removed with it: a candidate could otherwise leave a built extension,
-# an Inductor artefact or a Triton kernel at a predictable key for a later candidate, or the compiled baseline, to
-# load. Baseline children (trusted: only the problem's own code runs in them) share one set under the cache folder,
-# ``TRUSTED_BUILDS``, which no candidate's child may write to (Landlock grants it only to baseline children).
 CPU_GRACE_S = 5            # CPU seconds between SIGXCPU (the soft limit) and SIGKILL (the hard one)
 TRUSTED_ROLE = "baseline"  # the label of a child that runs the problem's own code only (evaluators/warm.py)
+
 
 class Child:
     """One sandboxed child process. Use as a context manager; ``request`` sends a frame and waits for the answer.

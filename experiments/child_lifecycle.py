@@ -15,7 +15,6 @@ It prints a markdown table: per tree, the median and range over its evaluations 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -23,11 +22,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from throughput_before_after import REPO, extract   # a commit's tree, extracted with git archive
+
 PROBLEM = """\
 import torch
 import torch.nn as nn
@@ -92,15 +91,6 @@ for i in range(n + 1):
         rows.append({"evaluation_s": wall, **child})
 print(json.dumps(rows))
 """
-
-
-def extract(commit: str, dest: Path) -> Path:
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    blob = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-        tar.extractall(dest)
-    return dest
 
 
 def measure(tree: Path, work: Path, n: int) -> list[dict]:

@@ -52,7 +52,7 @@ from evaluators.child_env import writable_paths
 
 scratch = sys.argv[1]
 applied = apply_limits({"max_file_mb": 64, "isolate_network": False, "device": "cuda",
-                         "writable": writable_paths(scratch, scratch, trusted=False, device="cuda")})
+                        "writable": writable_paths(scratch, scratch, trusted=False, device="cuda")})
 seen = {"confined": applied["filesystem_confined"]}
 
 def attempt(key, path, data=None, flags=os.O_WRONLY):
